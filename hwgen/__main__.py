@@ -1,0 +1,5 @@
+import sys
+
+from hwgen.cli import main
+
+sys.exit(main())

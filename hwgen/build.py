@@ -1,0 +1,122 @@
+"""`hwgen build`: configuration -> Verilog + manifest + lint report, written atomically.
+
+The output folder is assembled in a temporary sibling and renamed into place only when every
+step succeeded, so a failed build leaves the previous folder (or none) exactly as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+
+from hwgen import __version__
+from hwgen.config import HwConfig
+from hwgen.lint import lint, write_waivers
+from hwgen.toolchain import tool_versions, verilator_env
+
+__all__ = ["BuildError", "BuildResult", "units_for", "emit_verilog", "build"]
+
+
+class BuildError(RuntimeError):
+    """A build cannot proceed or failed; the message is for the user."""
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    tops: list[str]
+    verilog: list[Path]
+    lint_clean: bool
+    manifest: dict = field(default_factory=dict)
+
+
+def units_for(cfg: HwConfig) -> list[tuple[str, wiring.Component]]:
+    """(top module name, component) for every unit the configuration describes."""
+    units = []
+    if cfg.lif is not None:
+        from hwgen.units.lif import LifCore
+        units.append(("lif_core", LifCore(cfg.lif)))
+    return units
+
+
+def _ports(component: wiring.Component) -> list[dict]:
+    ports = [{"name": "clk", "direction": "in", "width": 1}, {"name": "rst", "direction": "in", "width": 1}]
+    for path, flow, value in component.signature.flatten(component):
+        name = "__".join(str(p) for p in path)
+        ports.append({"name": name, "direction": "in" if flow == wiring.In else "out", "width": Value.cast(value).shape().width})
+    return ports
+
+
+def emit_verilog(component: wiring.Component, top: str) -> str:
+    verilator_env()  # also pins AMARANTH_USE_YOSYS=builtin
+    return verilog.convert(component, name=top, emit_src=False)
+
+
+def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool) -> BuildResult:
+    units = units_for(cfg)
+    if not units:
+        raise BuildError(f"{cfg.source}: no unit to build")
+    files, entries, reports, clean = [], [], [], True
+    for top, component in units:
+        path = folder / f"{top}.v"
+        path.write_text(emit_verilog(component, top))
+        files.append(path)
+        entries.append({"top": top, "file": path.name, "ports": _ports(component)})
+    waivers = write_waivers(folder / "amaranth_waivers.vlt", files)
+    if run_lint:
+        for path, (top, _) in zip(files, units):
+            ok, report = lint([Path(path.name)], top, Path(waivers.name), folder)
+            clean &= ok
+            reports.append(f"== {top}: {'clean' if ok else 'WARNINGS'}\n{report}")
+        (folder / "lint.txt").write_text("\n".join(reports))
+    manifest = {
+        "hwgen": __version__,
+        "config_name": cfg.name,
+        "config_source": cfg.source,
+        "config_hash": cfg.hash,
+        "config": cfg.to_dict(),
+        "units": entries,
+        "lint": ("clean" if clean else "warnings") if run_lint else "skipped",
+        "tools": tool_versions(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return BuildResult(folder, [t for t, _ in units], files, clean, manifest)
+
+
+def build(cfg: HwConfig, out: str | Path, *, force: bool = False, run_lint: bool = True) -> BuildResult:
+    """Build every unit of ``cfg`` into ``out``. Refuses a non-empty ``out`` unless ``force``;
+    fails (leaving ``out`` untouched) if generation or lint fails."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise BuildError(f"{out} is not empty; pass --force to replace it (nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        result = _generate(cfg, tmp, run_lint=run_lint)
+        if run_lint and not result.lint_clean:
+            report = (tmp / "lint.txt").read_text()
+            raise BuildError(f"generated Verilog is not lint clean (nothing was written to {out}):\n{report}")
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.out = out
+    result.verilog = [out / p.name for p in result.verilog]
+    return result

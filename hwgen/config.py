@@ -1,0 +1,190 @@
+"""Typed, validated hardware configuration (``configs/hw/*.yaml``).
+
+One ``HwConfig`` is read by both sides of the contract: the Amaranth generators take their
+generation-time parameters from it, and the golden integer engine takes its widths and
+semantics from it. Nothing else decides a width.
+
+Every section is a frozen dataclass whose fields carry their own constraints (``_field``).
+Loading rejects unknown keys, wrong types, out-of-range values and inconsistent combinations
+with a :class:`ConfigError` that names the file, the key path, the value and what is allowed.
+
+Example (``configs/hw/lif_small.yaml``)::
+
+    name: lif_small
+    lif:
+      lanes: 4
+      neurons: 1024
+      ...
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "LifConfig", "HwConfig", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid. ``str()`` is a one-line message for the user."""
+
+    def __init__(self, source: str, key: str, value: Any, allowed: str):
+        self.source, self.key, self.value, self.allowed = source, key, value, allowed
+        super().__init__(f"{source}: {key} = {value!r}: {allowed}")
+
+
+def _field(*, default=dataclasses.MISSING, kind=int, min=None, max=None, choices=None, help=""):
+    """A config field with its constraints kept in the dataclass metadata."""
+    meta = dict(kind=kind, min=min, max=max, choices=choices, help=help)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _check_value(source, key, value, meta):
+    kind = meta["kind"]
+    # bool is an int in Python; a YAML `true` must not pass as a width.
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(source, key, value, "must be an integer")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(source, key, value, "must be a string")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        allowed = ", ".join(repr(c) for c in meta["choices"])
+        raise ConfigError(source, key, value, f"must be one of {allowed}")
+    lo, hi = meta["min"], meta["max"]
+    if lo is not None and value < lo:
+        raise ConfigError(source, key, value, f"must be >= {lo}" + (f" and <= {hi}" if hi is not None else ""))
+    if hi is not None and value > hi:
+        raise ConfigError(source, key, value, f"must be <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
+
+
+def _parse_section(cls, raw, source: str, path: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(source, path, raw, "must be a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(source, f"{path}.{unknown[0]}", raw[unknown[0]],
+                          f"unknown key; allowed keys: {', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        key = f"{path}.{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING:
+                raise ConfigError(source, key, None, "is required: " + f.metadata["help"])
+            values[name] = f.default
+            continue
+        _check_value(source, key, raw[name], f.metadata)
+        values[name] = raw[name]
+    obj = cls(**values)
+    for key, value, allowed in obj.inconsistencies():
+        raise ConfigError(source, f"{path}.{key}", value, allowed)
+    return obj
+
+
+@dataclass(frozen=True)
+class LifConfig:
+    """LIF neuron core: N neurons time-multiplexed over ``lanes``, membranes in on-chip memory.
+
+    Fixed point: an input current is a signed integer of ``current_width`` bits in units of one
+    current LSB. The membrane holds ``frac_bits`` more fractional bits than the current, so a
+    membrane integer ``m`` means ``m / 2**frac_bits`` current LSBs. See docs/arithmetic.md.
+    """
+
+    lanes: int = _field(min=1, max=64, help="neurons updated in parallel per cycle")
+    neurons: int = _field(min=1, max=1 << 20, help="largest layer, in neurons (membrane memory depth x lanes)")
+    channels: int = _field(min=1, max=1 << 16, help="most per-channel thresholds (threshold memory depth x lanes)")
+    current_width: int = _field(min=2, max=32, help="signed input current width, bits")
+    membrane_width: int = _field(min=2, max=48, help="signed membrane width, bits")
+    frac_bits: int = _field(min=0, max=16, help="membrane fractional bits below the current LSB")
+    threshold_width: int = _field(min=1, max=32, help="unsigned threshold width, bits (current LSB units)")
+    leak_shift: int = _field(default=1, min=1, max=8, help="tau = 2**leak_shift (decay_input LIF)")
+    reset: str = _field(default="hard", kind=str, choices=("hard", "subtract"),
+                        help="hard: to zero on a spike; subtract: subtract the threshold")
+    max_timesteps: int = _field(default=16, min=1, max=1 << 12, help="largest T a run may use")
+
+    def inconsistencies(self):
+        if self.neurons % self.lanes:
+            yield ("neurons", self.neurons,
+                   f"must be a multiple of lanes ({self.lanes}): lane l holds neurons l, l+lanes, ...")
+        if self.channels % self.lanes:
+            yield ("channels", self.channels,
+                   f"must be a multiple of lanes ({self.lanes}): thresholds are read a row of lanes at a time")
+        if self.channels > self.neurons:
+            yield ("channels", self.channels, f"must be <= neurons ({self.neurons})")
+        # H = V + ((X << F) - V) >> k lies between V and X << F, so a membrane as wide as the
+        # scaled current can never overflow: the absence of overflow is proven here, once.
+        need = self.current_width + self.frac_bits
+        if self.membrane_width < need:
+            yield ("membrane_width", self.membrane_width,
+                   f"must be >= current_width + frac_bits = {need} so the membrane cannot overflow")
+
+    @property
+    def beats(self) -> int:
+        """Membrane memory depth: neurons / lanes."""
+        return self.neurons // self.lanes
+
+    @property
+    def threshold_rows(self) -> int:
+        return self.channels // self.lanes
+
+
+_SECTIONS = {"lif": LifConfig}
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """The whole hardware configuration: a name and one section per unit it builds."""
+
+    name: str
+    lif: LifConfig | None = None
+    source: str = "<memory>"
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "<memory>") -> "HwConfig":
+        if not isinstance(raw, dict):
+            raise ConfigError(source, "<top>", raw, "must be a mapping with 'name' and unit sections")
+        allowed = ["name", *_SECTIONS]
+        for key in raw:
+            if key not in allowed:
+                raise ConfigError(source, key, raw[key], f"unknown key; allowed keys: {', '.join(allowed)}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(source, "name", name, "must be an identifier (letters, digits, _)")
+        sections = {k: _parse_section(c, raw[k], source, k) for k, c in _SECTIONS.items() if k in raw}
+        if not sections:
+            raise ConfigError(source, "<top>", sorted(raw), f"needs at least one unit section: {', '.join(_SECTIONS)}")
+        return cls(name=name, source=source, **sections)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"name": self.name}
+        for key in _SECTIONS:
+            section = getattr(self, key)
+            if section is not None:
+                out[key] = dataclasses.asdict(section)
+        return out
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the configuration (not of the file's spelling)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> HwConfig:
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(source, "<file>", None, f"cannot be read: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "<file>"
+        raise ConfigError(source, where, None, f"is not valid YAML: {getattr(e, 'problem', e)}") from None
+    return HwConfig.from_dict(raw, source)

@@ -1,0 +1,1 @@
+"""Simulation plumbing: Verilator through the cocotb runner, file-driven harnesses, hex I/O."""

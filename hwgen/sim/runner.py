@@ -1,0 +1,89 @@
+"""Build and run a cocotb testbench on Verilator, with builds cached by content.
+
+A build folder is named after a hash of the source files' contents, the toplevel, the
+parameters and the build flags, so a rebuild happens exactly when one of them changed and two
+configurations never share (and thrash) one folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hwgen.toolchain import verilator_env
+
+__all__ = ["SimRun", "run_cocotb", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SimRun:
+    """One Verilator build plus one cocotb test process."""
+
+    name: str                      # readable prefix of the build folder
+    sources: list[Path]            # Verilog/SystemVerilog; a .vlt must not be last
+    toplevel: str
+    test_module: str               # cocotb module name, importable from test_dir
+    test_dir: Path
+    parameters: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    plusargs: list[str] = field(default_factory=list)
+    testcase: str | None = None
+    build_root: Path = REPO_ROOT / "build" / "sim"
+    build_args: tuple[str, ...] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "0", "-O3")
+
+    def build_dir(self) -> Path:
+        h = hashlib.sha256()
+        for src in self.sources:
+            h.update(Path(src).name.encode())
+            h.update(Path(src).read_bytes())
+        h.update(json.dumps([self.toplevel, sorted(self.parameters.items()), list(self.build_args)],
+                            default=str).encode())
+        return self.build_root / f"{self.name}-{h.hexdigest()[:12]}"
+
+
+def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
+    """Build (if needed) and run; return the results XML path.
+
+    Raises ``AssertionError`` naming the failing tests when any cocotb test failed (under pytest
+    the runner itself raises SystemExit first; both fail the calling test).
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    verilator_env()
+    build_dir = run.build_dir()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner = get_runner("verilator")
+    runner.build(
+        sources=[Path(s).resolve() for s in run.sources],
+        hdl_toplevel=run.toplevel,
+        parameters=run.parameters,
+        build_args=list(run.build_args),
+        build_dir=build_dir,
+        log_file=build_dir / "build.log",
+    )
+    results = (build_dir / results_name).resolve()
+    env = {"PYTHONPATH": os.pathsep.join([str(run.test_dir), str(REPO_ROOT), *sys.path])}
+    env.update({k: str(v) for k, v in run.env.items()})
+    runner.test(
+        test_module=run.test_module,
+        hdl_toplevel=run.toplevel,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        results_xml=str(results),
+        extra_env=env,
+        plusargs=run.plusargs,
+        testcase=run.testcase,
+    )
+    total, failed = get_results(results)
+    if failed:
+        raise AssertionError(f"{failed} of {total} cocotb tests failed in {run.test_module} "
+                             f"({run.toplevel}); see {results} and the log above")
+    if total == 0:
+        raise AssertionError(f"no cocotb test ran in {run.test_module} (filter {run.testcase!r})")
+    return results

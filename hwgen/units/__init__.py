@@ -1,0 +1,1 @@
+"""Amaranth generators, one module per hardware unit."""

@@ -49,9 +49,9 @@ def units_for(cfg: HwConfig) -> list[tuple[str, wiring.Component]]:
 
 def _ports(component: wiring.Component) -> list[dict]:
     ports = [{"name": "clk", "direction": "in", "width": 1}, {"name": "rst", "direction": "in", "width": 1}]
-    for path, flow, value in component.signature.flatten(component):
+    for path, member, value in component.signature.flatten(component):
         name = "__".join(str(p) for p in path)
-        ports.append({"name": name, "direction": "in" if flow == wiring.In else "out", "width": Value.cast(value).shape().width})
+        ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out", "width": Value.cast(value).shape().width})
     return ports
 
 
@@ -73,7 +73,7 @@ def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool) -> BuildResult:
     waivers = write_waivers(folder / "amaranth_waivers.vlt", files)
     if run_lint:
         for path, (top, _) in zip(files, units):
-            ok, report = lint([Path(path.name)], top, Path(waivers.name), folder)
+            ok, report = lint([f"./{path.name}"], top, f"./{waivers.name}", folder)
             clean &= ok
             reports.append(f"== {top}: {'clean' if ok else 'WARNINGS'}\n{report}")
         (folder / "lint.txt").write_text("\n".join(reports))

@@ -27,12 +27,14 @@ def write_waivers(path: Path, generated: list[Path]) -> Path:
     lines = ["`verilator_config", "// Rules Amaranth's generated Verilog trips (hwgen/lint.py)."]
     for f in generated:
         for rule in AMARANTH_WAIVED_RULES:
+            # the file as named on the command line: bare (lint) or with a folder (simulation)
+            lines.append(f'lint_off -rule {rule} -file "{f.name}"')
             lines.append(f'lint_off -rule {rule} -file "*/{f.name}"')
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def lint(sources: list[Path], top: str, waivers: Path | None, cwd: Path) -> tuple[bool, str]:
+def lint(sources: list[str | Path], top: str, waivers: str | Path | None, cwd: Path) -> tuple[bool, str]:
     """Run `verilator --lint-only -Wall`; return (clean, report text)."""
     cmd = [verilator_bin(), "--lint-only", "-Wall", "--top-module", top]
     if waivers is not None:

@@ -1,7 +1,8 @@
 """`$readmemh` / `$writememh` files of packed lane vectors.
 
 A word packs ``lanes`` fields of ``width`` bits, lane 0 in the least significant bits (the
-order of Amaranth's ArrayLayout). Signed fields are stored in two's complement.
+order of Amaranth's ArrayLayout). Signed fields are stored in two's complement. Packing goes
+through bit matrices so that files of 10^5 wide words take milliseconds, not seconds.
 """
 from __future__ import annotations
 
@@ -9,44 +10,52 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pack_words", "unpack_words", "write_hex", "read_hex"]
+__all__ = ["pack_bits", "unpack_fields", "write_words", "read_words"]
 
 
-def pack_words(values: np.ndarray, width: int) -> list[int]:
-    """``values[words, lanes]`` (signed or unsigned ints) -> one Python int per word."""
+def pack_bits(values: np.ndarray, width: int) -> np.ndarray:
+    """``values[words, lanes]`` -> bit matrix ``[words, lanes*width]`` (uint8, LSB first)."""
     values = np.asarray(values, dtype=np.int64)
-    mask = (1 << width) - 1
-    words = []
-    for row in values.tolist():
-        w = 0
-        for lane, v in enumerate(row):
-            w |= (v & mask) << (lane * width)
-        words.append(w)
-    return words
+    if width > 62:
+        raise ValueError(f"field width {width} > 62 bits")
+    shifts = np.arange(width, dtype=np.int64)
+    bits = (values[..., None] >> shifts) & 1          # two's complement falls out of >>
+    return bits.reshape(values.shape[0], -1).astype(np.uint8)
 
 
-def unpack_words(words: list[int], lanes: int, width: int, *, signed: bool, offset: int = 0) -> np.ndarray:
-    """Inverse of :func:`pack_words`, starting ``offset`` bits into each word."""
-    mask = (1 << width) - 1
-    out = np.empty((len(words), lanes), dtype=np.int64)
-    for i, w in enumerate(words):
-        for lane in range(lanes):
-            v = (w >> (offset + lane * width)) & mask
-            if signed and v >> (width - 1):
-                v -= 1 << width
-            out[i, lane] = v
+def unpack_fields(bits: np.ndarray, lanes: int, width: int, *, signed: bool, offset: int = 0) -> np.ndarray:
+    """Fields ``[words, lanes]`` of ``width`` bits starting at bit ``offset`` of a bit matrix."""
+    if width > 62:
+        raise ValueError(f"field width {width} > 62 bits")
+    field = bits[:, offset:offset + lanes * width].reshape(bits.shape[0], lanes, width).astype(np.int64)
+    weights = np.left_shift(np.int64(1), np.arange(width, dtype=np.int64))
+    out = field @ weights
+    if signed:
+        out = np.where(field[..., -1] == 1, out - (np.int64(1) << width), out)
     return out
 
 
-def write_hex(path: Path, words: list[int], bits: int) -> None:
-    digits = max(1, (bits + 3) // 4)
-    Path(path).write_text("".join(f"{w:0{digits}x}\n" for w in words))
+def write_words(path: Path, bits: np.ndarray) -> None:
+    """Write a bit matrix ``[words, nbits]`` as one hex word per line."""
+    nbits = bits.shape[1]
+    digits = max(1, (nbits + 3) // 4)
+    pad = (-nbits) % 8
+    padded = np.pad(bits, ((0, 0), (0, pad)))
+    data = np.packbits(padded, axis=1, bitorder="little")[:, ::-1]  # most significant byte first
+    lines = (row.tobytes().hex()[-digits:] for row in data)
+    Path(path).write_text("".join(line + "\n" for line in lines))
 
 
-def read_hex(path: Path) -> list[int]:
-    words = []
+def read_words(path: Path, nbits: int) -> np.ndarray:
+    """Read a `$writememh` file into a bit matrix ``[words, nbits]``."""
+    nbytes = (nbits + 7) // 8
+    rows = []
     for line in Path(path).read_text().splitlines():
         line = line.split("//")[0].strip()
-        if line and not line.startswith("@"):
-            words.append(int(line, 16))
-    return words
+        if not line or line.startswith("@"):
+            continue
+        rows.append(bytes.fromhex(line.rjust(2 * nbytes, "0")[-2 * nbytes:])[::-1])
+    if not rows:
+        return np.zeros((0, nbits), dtype=np.uint8)
+    data = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), nbytes)
+    return np.unpackbits(data, axis=1, bitorder="little")[:, :nbits]

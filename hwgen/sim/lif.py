@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.config import HwConfig, LifConfig
-from hwgen.sim.hexfile import pack_words, read_hex, unpack_words, write_hex
+from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun
 
 __all__ = ["lif_sim_run", "LifHarness", "LifResult", "HARNESS_DEPTH", "CONFIG_ENV"]
@@ -83,6 +83,8 @@ class LifResult:
 class LifHarness:
     """cocotb-side driver of ``lif_harness``: one :meth:`run` per image."""
 
+    PERIOD_NS = 10
+
     def __init__(self, dut, cfg: LifConfig | None = None, workdir: Path | None = None):
         import cocotb
         from cocotb.clock import Clock
@@ -92,7 +94,7 @@ class LifHarness:
         self.dut, self.cfg = dut, cfg
         self.log = dut._log
         self.workdir = Path(workdir or Path.cwd())
-        self._clock = Clock(dut.clk, 10, unit="ns")
+        self._clock = Clock(dut.clk, self.PERIOD_NS, unit="ns")
         cocotb.start_soon(self._clock.start())
         self._reset_done = False
 
@@ -121,7 +123,7 @@ class LifHarness:
         """Run one image: ``currents[T, N]`` (N a multiple of lanes), ``thresholds[C]``
         (C a multiple of lanes dividing N). ``in_idle`` / ``out_stall`` are probabilities in
         1/256 of an idle input cycle / a stalled output cycle."""
-        from cocotb.triggers import ClockCycles, RisingEdge
+        from cocotb.triggers import First, RisingEdge, Timer
 
         cfg, d = self.cfg, self.dut
         if not self._reset_done:
@@ -138,8 +140,8 @@ class LifHarness:
             raise ValueError(f"T={T} x beats={beats} exceeds the harness depth {HARNESS_DEPTH} or max_timesteps")
 
         stim, thr, res = (self.workdir / n for n in ("lif_stim.hex", "lif_thr.hex", "lif_res.hex"))
-        write_hex(stim, pack_words(currents.reshape(T * beats, L), cfg.current_width), L * cfg.current_width)
-        write_hex(thr, pack_words(thresholds.reshape(rows, L), cfg.threshold_width), L * cfg.threshold_width)
+        write_words(stim, pack_bits(currents.reshape(T * beats, L), cfg.current_width))
+        write_words(thr, pack_bits(thresholds.reshape(rows, L), cfg.threshold_width))
         if res.exists():
             res.unlink()
 
@@ -149,25 +151,23 @@ class LifHarness:
         await self._pulse(d.go)
         await RisingEdge(d.clk)  # let `go` clear `finished` before polling it
         limit = timeout_cycles or (T * beats * 64 + 1000)
-        for _ in range(limit // 1000 + 1):
-            if int(d.finished.value):
-                break
-            await ClockCycles(d.clk, 1000)
-        else:
-            raise TimeoutError(f"LIF harness not finished after {limit} cycles "
-                               f"({int(d.outputs.value)} of {T * beats} beats out)")
-        while not int(d.finished.value):
-            await RisingEdge(d.clk)
+        if not int(d.finished.value):
+            # Wait on the `finished` edge itself: no Python runs while the RTL works.
+            await First(RisingEdge(d.finished), Timer(limit * self.PERIOD_NS, unit="ns"))
+            if not int(d.finished.value):
+                raise TimeoutError(f"LIF harness not finished after {limit} cycles "
+                                   f"({int(d.outputs.value)} of {T * beats} beats out)")
+        await RisingEdge(d.clk)
         n_out = int(d.outputs.value)
         cycles = int(d.cycles.value)
         if n_out != T * beats:
             raise AssertionError(f"core emitted {n_out} beats, expected {T * beats}")
         await self._pulse(d.dump)
         await RisingEdge(d.clk)
-        words = read_hex(res)
-        spikes = unpack_words(words, L, 1, signed=False)
-        membranes = unpack_words(words, L, cfg.membrane_width, signed=True, offset=L)
-        stamps = unpack_words(words, 1, 32, signed=False, offset=L + L * cfg.membrane_width)
+        bits = read_words(res, L + L * cfg.membrane_width + 32)
+        spikes = unpack_fields(bits, L, 1, signed=False)
+        membranes = unpack_fields(bits, L, cfg.membrane_width, signed=True, offset=L)
+        stamps = unpack_fields(bits, 1, 32, signed=False, offset=L + L * cfg.membrane_width)
         return LifResult(
             spikes=spikes.reshape(T, N),
             membranes=membranes.reshape(T, N),

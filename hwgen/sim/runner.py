@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,8 @@ class SimRun:
     parameters: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
     plusargs: list[str] = field(default_factory=list)
-    testcase: str | None = None
+    testcase: str | list[str] | None = None
+    log_file: Path | None = None   # send the simulator's output here instead of the console
     build_root: Path = REPO_ROOT / "build" / "sim"
     build_args: tuple[str, ...] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "0", "-O3")
 
@@ -68,8 +68,11 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
         log_file=build_dir / "build.log",
     )
     results = (build_dir / results_name).resolve()
-    env = {"PYTHONPATH": os.pathsep.join([str(run.test_dir), str(REPO_ROOT), *sys.path])}
-    env.update({k: str(v) for k, v in run.env.items()})
+    # The runner hands the simulator this process's sys.path as PYTHONPATH.
+    for folder in (str(run.test_dir), str(REPO_ROOT)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    env = {k: str(v) for k, v in run.env.items()}
     runner.test(
         test_module=run.test_module,
         hdl_toplevel=run.toplevel,
@@ -79,6 +82,7 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
         extra_env=env,
         plusargs=run.plusargs,
         testcase=run.testcase,
+        log_file=run.log_file,
     )
     total, failed = get_results(results)
     if failed:

@@ -1,0 +1,22 @@
+"""Hex file packing round-trips, including two's complement and widths off byte boundaries."""
+import numpy as np
+import pytest
+
+from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
+
+
+@pytest.mark.parametrize("lanes, width", [(1, 1), (3, 7), (4, 12), (16, 28), (2, 62)])
+def test_round_trip(tmp_path, lanes, width):
+    rng = np.random.default_rng(width)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    vals = rng.integers(lo, hi, size=(50, lanes), endpoint=True)
+    vals[0] = lo
+    vals[1] = hi
+    write_words(tmp_path / "x.hex", pack_bits(vals, width))
+    back = unpack_fields(read_words(tmp_path / "x.hex", lanes * width), lanes, width, signed=True)
+    assert np.array_equal(back, vals)
+
+
+def test_layout_is_lane_zero_lsb(tmp_path):
+    write_words(tmp_path / "x.hex", pack_bits(np.array([[1, -1, 2]]), 4))
+    assert (tmp_path / "x.hex").read_text() == "2f1\n"

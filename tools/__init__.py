@@ -1,0 +1,1 @@
+"""Project scripts: demo, benchmarks, training and reports (run as `python -m tools.NAME`)."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "LifConfig", "HwConfig", "load_config"]
+__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "HwConfig", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -132,7 +132,26 @@ class LifConfig:
         return self.channels // self.lanes
 
 
-_SECTIONS = {"lif": LifConfig}
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    """Spike-addressed accumulator array: each input spike adds stored weights, selected by its
+    address, into ``lanes`` output accumulators per cycle. Widths are what the quantizer must
+    prove sufficient for every layer of a program (docs/arithmetic.md, "Accumulation")."""
+
+    lanes: int = _field(min=1, max=64, help="accumulator additions per cycle")
+    weight_width: int = _field(min=2, max=16, help="signed weight width, bits")
+    accumulator_width: int = _field(min=4, max=48, help="signed accumulator width, bits")
+    weight_depth: int = _field(min=1, max=1 << 24, help="weight memory words (one word = lanes weights)")
+    accumulator_depth: int = _field(min=1, max=1 << 24, help="accumulator memory words (one word = lanes accumulators)")
+    bias_width: int = _field(default=24, min=2, max=48, help="signed bias width, bits")
+    input_bits: int = _field(default=8, min=1, max=16, help="pixel bits of the encoding layer (bit planes)")
+
+    def inconsistencies(self):
+        if self.bias_width > self.accumulator_width:
+            yield ("bias_width", self.bias_width, f"must be <= accumulator_width ({self.accumulator_width})")
+
+
+_SECTIONS = {"lif": LifConfig, "accumulator": AccumulatorConfig}
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,7 @@ class HwConfig:
 
     name: str
     lif: LifConfig | None = None
+    accumulator: AccumulatorConfig | None = None
     source: str = "<memory>"
 
     @classmethod
@@ -157,6 +177,11 @@ class HwConfig:
         sections = {k: _parse_section(c, raw[k], source, k) for k, c in _SECTIONS.items() if k in raw}
         if not sections:
             raise ConfigError(source, "<top>", sorted(raw), f"needs at least one unit section: {', '.join(_SECTIONS)}")
+        lif, acc = sections.get("lif"), sections.get("accumulator")
+        if lif is not None and acc is not None and lif.current_width < acc.accumulator_width:
+            raise ConfigError(source, "lif.current_width", lif.current_width,
+                              f"must be >= accumulator.accumulator_width ({acc.accumulator_width}): "
+                              "the LIF core takes the accumulators as its currents")
         return cls(name=name, source=source, **sections)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,165 @@
+"""The program: what the quantizer emits and both the integer engine and the RTL execute.
+
+A :class:`Program` is plain data: an ordered list of :class:`Layer` descriptors (kind, geometry,
+inputs, residual source, integer thresholds and shifts, memory offsets), integer arrays
+(weights, biases, thresholds) and a header (model, T, input encoding, hardware config). On disk
+it is ``program.json`` (header and layers) plus ``arrays.npz`` (the integers); see
+:func:`save_program` and :func:`load_program`. Layer kinds and their semantics are specified in
+docs/arithmetic.md; ``docs/program.md`` lists every field.
+
+Tensor names are the layer names (a layer produces the tensor of its own name); ``"input"`` is
+the integer image.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FORMAT", "VERSION", "KINDS", "Layer", "Program", "save_program", "load_program", "ProgramError"]
+
+FORMAT = "spikeforge-program"
+VERSION = 1
+KINDS = ("conv", "lif", "sdsa", "mask", "token_sum", "linear", "readout")
+INPUT = "input"
+
+
+class ProgramError(ValueError):
+    """A program file is malformed; the message names the file, layer and field."""
+
+
+@dataclass
+class Layer:
+    """One instruction of the program.
+
+    ``shape`` is the output shape per timestep and image (``[C, H, W]``, or ``[C]`` after the
+    token sum). ``attrs`` holds the kind's scalar fields; ``arrays`` maps a role
+    (``"weight"``, ``"bias"``, ``"threshold"``) to a key of :attr:`Program.arrays`.
+    """
+
+    name: str
+    kind: str
+    inputs: list[str]
+    shape: list[int]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ProgramError(f"layer {self.name!r}: kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+
+
+@dataclass
+class Program:
+    header: dict[str, Any]
+    layers: list[Layer]
+    arrays: dict[str, np.ndarray]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r} in the program")
+
+    def array(self, layer: Layer, role: str) -> np.ndarray:
+        return self.arrays[layer.arrays[role]]
+
+    @property
+    def T(self) -> int:
+        return int(self.header["T"])
+
+    @property
+    def output(self) -> str:
+        return self.layers[-1].name
+
+    def validate(self, source: str = "<program>") -> None:
+        defined = {INPUT}
+        for i, layer in enumerate(self.layers):
+            missing = [n for n in layer.inputs if n not in defined]
+            if missing:
+                raise ProgramError(f"{source}: layer {i} {layer.name!r} reads {missing} before they are computed")
+            for role, key in layer.arrays.items():
+                if key not in self.arrays:
+                    raise ProgramError(f"{source}: layer {layer.name!r} {role} array {key!r} is missing")
+            defined.add(layer.name)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def atomic_dir(out: Path):
+    """Context manager: a temporary sibling folder renamed to ``out`` on success, removed on
+    failure. ``out`` must not exist or be empty."""
+    return _AtomicDir(Path(out))
+
+
+class _AtomicDir:
+    def __init__(self, out: Path):
+        self.out = out
+
+    def __enter__(self) -> Path:
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise FileExistsError(f"{self.out} exists and is not empty")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        if self.out.exists():
+            self.out.rmdir()
+        os.replace(self.tmp, self.out)
+        return False
+
+
+def write_program_files(program: Program, folder: Path) -> None:
+    """Write ``program.json`` and ``arrays.npz`` into an existing folder."""
+    doc = {"format": FORMAT, "version": VERSION, "header": program.header,
+           "layers": [asdict(layer) for layer in program.layers]}
+    (folder / "program.json").write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    np.savez_compressed(folder / "arrays.npz", **program.arrays)
+
+
+def save_program(program: Program, out: str | Path) -> Path:
+    """Write the program to a new folder atomically."""
+    with atomic_dir(Path(out)) as tmp:
+        write_program_files(program, tmp)
+    return Path(out)
+
+
+def load_program(folder: str | Path) -> Program:
+    folder = Path(folder)
+    path = folder / "program.json"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise ProgramError(f"{path}: cannot be read: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ProgramError(f"{path}: not valid JSON: {e}") from None
+    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise ProgramError(f"{path}: format/version = {doc.get('format')!r}/{doc.get('version')!r}: "
+                           f"expected {FORMAT!r}/{VERSION}")
+    try:
+        layers = [Layer(**entry) for entry in doc["layers"]]
+    except TypeError as e:
+        raise ProgramError(f"{path}: bad layer entry: {e}") from None
+    with np.load(folder / "arrays.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    program = Program(header=doc["header"], layers=layers, arrays=arrays)
+    program.validate(str(path))
+    return program

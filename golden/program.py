@@ -13,14 +13,13 @@ the integer image.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hwgen.fsutil import atomic_output_dir
 
 __all__ = ["FORMAT", "VERSION", "KINDS", "Layer", "Program", "save_program", "load_program", "ProgramError"]
 
@@ -100,31 +99,15 @@ def _json_default(o):
     raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
-def atomic_dir(out: Path):
-    """Context manager: a temporary sibling folder renamed to ``out`` on success, removed on
-    failure. ``out`` must not exist or be empty."""
-    return _AtomicDir(Path(out))
-
-
-class _AtomicDir:
-    def __init__(self, out: Path):
-        self.out = out
-
-    def __enter__(self) -> Path:
-        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
-            raise FileExistsError(f"{self.out} exists and is not empty")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        if self.out.exists():
-            self.out.rmdir()
-        os.replace(self.tmp, self.out)
-        return False
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """The smallest signed integer dtype that holds every value of ``a``."""
+    if a.size == 0:
+        return a.astype(np.int32)
+    lo, hi = int(a.min()), int(a.max())
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+            return a.astype(dt)
+    raise OverflowError(f"values [{lo}, {hi}] do not fit int64")
 
 
 def write_program_files(program: Program, folder: Path) -> None:
@@ -132,12 +115,13 @@ def write_program_files(program: Program, folder: Path) -> None:
     doc = {"format": FORMAT, "version": VERSION, "header": program.header,
            "layers": [asdict(layer) for layer in program.layers]}
     (folder / "program.json").write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
-    np.savez_compressed(folder / "arrays.npz", **program.arrays)
+    # uncompressed: weights are already dense small integers, and zlib on 30M of them takes 30 s
+    np.savez(folder / "arrays.npz", **{k: _narrow(v) for k, v in program.arrays.items()})
 
 
 def save_program(program: Program, out: str | Path) -> Path:
     """Write the program to a new folder atomically."""
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_output_dir(Path(out)) as tmp:
         write_program_files(program, tmp)
     return Path(out)
 

@@ -6,9 +6,6 @@ step succeeded, so a failed build leaves the previous folder (or none) exactly a
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +16,7 @@ from amaranth.lib import wiring
 
 from hwgen import __version__
 from hwgen.config import HwConfig
+from hwgen.fsutil import OutputExists, atomic_output_dir
 from hwgen.lint import lint, write_waivers
 from hwgen.toolchain import tool_versions, verilator_env
 
@@ -96,27 +94,14 @@ def build(cfg: HwConfig, out: str | Path, *, force: bool = False, run_lint: bool
     """Build every unit of ``cfg`` into ``out``. Refuses a non-empty ``out`` unless ``force``;
     fails (leaving ``out`` untouched) if generation or lint fails."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise BuildError(f"{out} is not empty; pass --force to replace it (nothing was written)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        result = _generate(cfg, tmp, run_lint=run_lint)
-        if run_lint and not result.lint_clean:
-            report = (tmp / "lint.txt").read_text()
-            raise BuildError(f"generated Verilog is not lint clean (nothing was written to {out}):\n{report}")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_output_dir(out, force=force) as tmp:
+            result = _generate(cfg, tmp, run_lint=run_lint)
+            if run_lint and not result.lint_clean:
+                report = (tmp / "lint.txt").read_text()
+                raise BuildError(f"generated Verilog is not lint clean (nothing was written to {out}):\n{report}")
+    except OutputExists as e:
+        raise BuildError(str(e)) from None
     result.out = out
     result.verilog = [out / p.name for p in result.verilog]
     return result

@@ -31,6 +31,72 @@ def _cmd_build(args) -> int:
     return 0
 
 
+def _cmd_quantize(args) -> int:
+    import torch
+
+    from golden.checkpoint import CheckpointError
+    from golden.export import export_program, load_model
+    from golden.fold import fold_model
+    from golden.quantize import QuantizationError, calibrate, quantize
+    from hwgen.fsutil import OutputExists
+
+    hw = load_config(args.hw)
+    if args.checkpoint is None and args.random_init is None:
+        print("hwgen quantize: give a CHECKPOINT, or --model NAME --random-init SEED", file=sys.stderr)
+        return EXIT_USAGE
+    kwargs = {}
+    if args.img_size:
+        kwargs.update(img_size_h=args.img_size, img_size_w=args.img_size)
+    if args.T:
+        kwargs["T"] = args.T
+    try:
+        model = load_model(args.checkpoint, model_name=args.model, random_init=args.random_init, **kwargs)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"hwgen quantize: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.T:
+        model.T = args.T
+    cfg = model.config
+    shape = [cfg["in_channels"], cfg["img_size_h"], cfg["img_size_w"]]
+    data = args.data or ("digits" if shape == [1, 32, 32] and cfg["num_classes"] == 10 else "random")
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, input {shape}, "
+          f"T={model.T}, data: {data}")
+    if data == "digits":
+        from golden.digits import PIXEL_LEVELS, load_digits_split
+        x_train, _, x_test, y_test = load_digits_split(size=shape[1])
+        calib_batches = [x_train[i:i + 64] for i in range(0, 256, 64)]
+        samples, labels = x_test[:args.samples], y_test[:args.samples]
+        input_scale = args.input_scale or 1.0 / PIXEL_LEVELS  # digits pixels are exact k/16
+    else:
+        gen = torch.Generator().manual_seed(0)
+        calib_batches = [torch.rand(2, *shape, generator=gen) for _ in range(2)]
+        samples, labels = torch.rand(args.samples, *shape, generator=gen), None
+        input_scale = args.input_scale
+    folded = fold_model(model)
+    calib = calibrate(folded, calib_batches)
+    try:
+        program = quantize(folded, hw, weight_bits=args.weight_bits, input_scale=input_scale,
+                           calibration=calib, input_shape=shape,
+                           model_name=args.model or str(args.checkpoint))
+    except QuantizationError as e:
+        print(f"hwgen quantize: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    with torch.no_grad():
+        float_logits = model(samples) if len(samples) else None
+    try:
+        export_program(program, args.out, images=samples if len(samples) else None, labels=labels,
+                       float_logits=float_logits, force=args.force,
+                       log=lambda m: print(m))
+    except OutputExists as e:
+        print(f"hwgen quantize: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    convs = sum(1 for layer in program.layers if layer.kind == "conv")
+    print(f"wrote {args.out}: {len(program.layers)} layers ({convs} conv), {args.weight_bits}-bit weights, "
+          f"widest accumulator {max(layer.attrs.get('acc_bits', 0) for layer in program.layers)} of "
+          f"{hw.accumulator.accumulator_width} bits")
+    return 0
+
+
 def _cmd_check(args) -> int:
     cfg = load_config(args.config)
     print(f"{args.config}: ok ({cfg.name}, hash {cfg.hash})")
@@ -47,6 +113,21 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     b.add_argument("--no-lint", action="store_true", help="skip the Verilator lint gate")
     b.set_defaults(func=_cmd_build)
+
+    q = sub.add_parser("quantize", help="fold, quantize and export a checkpoint as an integer program with traces")
+    q.add_argument("checkpoint", nargs="?", help="checkpoint (.pth, reference format, a {'state_dict'} or a bare state dict)")
+    q.add_argument("--hw", required=True, help="hardware configuration the program must fit")
+    q.add_argument("--out", required=True, help="output folder (program.json, arrays.npz, memories/, traces.npz)")
+    q.add_argument("--model", help="model name (registry or reference); default: from the checkpoint's args")
+    q.add_argument("--random-init", type=int, metavar="SEED", help="no checkpoint: random weights and BN statistics")
+    q.add_argument("--img-size", type=int, help="input size for --model (e.g. 224)")
+    q.add_argument("--T", type=int, help="timesteps (default: the model's)")
+    q.add_argument("--samples", type=int, default=4, help="sample images to trace (default 4)")
+    q.add_argument("--weight-bits", type=int, default=8)
+    q.add_argument("--input-scale", type=float, help="value of one pixel LSB (default: calibrated)")
+    q.add_argument("--data", choices=["digits", "random"], help="calibration and sample data (default: by model)")
+    q.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    q.set_defaults(func=_cmd_quantize)
 
     c = sub.add_parser("check", help="validate a hardware config and print its hash")
     c.add_argument("config")

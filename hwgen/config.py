@@ -95,7 +95,7 @@ class LifConfig:
     """
 
     lanes: int = _field(min=1, max=64, help="neurons updated in parallel per cycle")
-    neurons: int = _field(min=1, max=1 << 20, help="largest layer, in neurons (membrane memory depth x lanes)")
+    neurons: int = _field(min=1, max=1 << 22, help="largest layer, in neurons (membrane memory depth x lanes)")
     channels: int = _field(min=1, max=1 << 16, help="most per-channel thresholds (threshold memory depth x lanes)")
     current_width: int = _field(min=2, max=32, help="signed input current width, bits")
     membrane_width: int = _field(min=2, max=48, help="signed membrane width, bits")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
+from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_values, write_words
 
 
 @pytest.mark.parametrize("lanes, width", [(1, 1), (3, 7), (4, 12), (16, 28), (2, 62)])
@@ -20,3 +20,11 @@ def test_round_trip(tmp_path, lanes, width):
 def test_layout_is_lane_zero_lsb(tmp_path):
     write_words(tmp_path / "x.hex", pack_bits(np.array([[1, -1, 2]]), 4))
     assert (tmp_path / "x.hex").read_text() == "2f1\n"
+
+
+def test_write_values_matches_packed_words(tmp_path):
+    vals = np.array([0, 1, -1, 127, -128, 5, -7])
+    write_values(tmp_path / "a.hex", vals, 8)
+    write_words(tmp_path / "b.hex", pack_bits(vals[:, None], 8))
+    assert (tmp_path / "a.hex").read_text() == (tmp_path / "b.hex").read_text()
+    assert (tmp_path / "a.hex").read_text().splitlines()[:5] == ["00", "01", "ff", "7f", "80"]

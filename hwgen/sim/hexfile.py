@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pack_bits", "unpack_fields", "write_words", "read_words"]
+__all__ = ["pack_bits", "unpack_fields", "write_words", "read_words", "write_values"]
 
 
 def pack_bits(values: np.ndarray, width: int) -> np.ndarray:
@@ -59,3 +59,17 @@ def read_words(path: Path, nbits: int) -> np.ndarray:
         return np.zeros((0, nbits), dtype=np.uint8)
     data = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), nbytes)
     return np.unpackbits(data, axis=1, bitorder="little")[:, :nbits]
+
+
+def write_values(path: Path, values: np.ndarray, width: int) -> None:
+    """One ``width``-bit two's complement value per line, for large single-field memories
+    (vectorized through a nibble table: tens of millions of words in seconds)."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    digits = max(1, (width + 3) // 4)
+    v = values & ((1 << width) - 1)
+    nibbles = (v[:, None] >> (4 * np.arange(digits - 1, -1, -1, dtype=np.int64))) & 15
+    table = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    out = np.empty((len(v), digits + 1), dtype=np.uint8)
+    out[:, :digits] = table[nibbles]
+    out[:, digits] = ord("\n")
+    Path(path).write_bytes(out.tobytes())

@@ -1,0 +1,156 @@
+"""Quantize-and-export: checkpoint -> program folder (the input of the RTL and of replays).
+
+Folder layout (written atomically: assembled in a temporary sibling, renamed on success)::
+
+    program.json        header + layer descriptors (docs/program.md)
+    arrays.npz          integer weights, biases, thresholds by "<layer>.<role>"
+    memories/           one $readmemh file per on-chip memory, plus memory_map.json
+        weights.hex     every conv/linear weight, one signed weight_width word per line
+        biases.hex      every bias, bias_width bits
+        thresholds.hex  every LIF threshold, threshold_width bits
+    traces.npz          for the sample images: "input" (integer pixels [B, C, H, W]), every
+                        layer's output "<layer>" ([T, B, ...]: currents, spikes, sums), LIF
+                        pre-reset membranes "<layer>.membrane", "labels", "float_logits"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from golden.intsim import IntegerEngine
+from golden.program import Program, write_program_files
+from hwgen.fsutil import atomic_output_dir
+from hwgen.config import HwConfig
+from hwgen.sim.hexfile import write_values
+
+__all__ = ["load_model", "assign_memories", "export_program", "replay", "load_traces"]
+
+
+def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, random_init: int | None = None,
+               **model_kwargs):
+    """Build the float model and load the checkpoint into it (``random_init``: a seed instead).
+
+    The model comes from ``model_name`` (registry or reference name) when given, otherwise from
+    the checkpoint's ``args`` (the builder arguments saved by tools/train_digits.py, or the
+    reference scripts' ``args.model``)."""
+    from golden.checkpoint import load_checkpoint, read_checkpoint
+    from golden.model import create_model
+
+    args = None
+    if checkpoint is not None:
+        obj = read_checkpoint(checkpoint)
+        args = obj.get("args") if isinstance(obj, dict) else None
+    if model_name is not None:
+        model = create_model(model_name, **model_kwargs)
+    elif args is not None and hasattr(args, "embed_dim"):
+        from golden.digits import build_model_from_args
+        model = build_model_from_args(args)
+    elif args is not None and getattr(args, "model", None):
+        model = create_model(args.model, **model_kwargs)
+    else:
+        raise ValueError(f"{checkpoint}: no model name given (--model) and the checkpoint has no 'args' to build one")
+    if random_init is not None:
+        torch.manual_seed(random_init)
+        for m in model.modules():  # non-trivial eval statistics, so folding matters
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.6, 1.4)
+                m.bias.data.uniform_(-0.1, 0.4)
+    else:
+        load_checkpoint(checkpoint, model, trusted=True)
+    return model.eval()
+
+
+def assign_memories(program: Program) -> dict:
+    """Give every weight, bias and threshold array an offset in its memory (in words), record it
+    in the layer's attrs and return the memory map."""
+    hw = program.header["hw"]
+    mems = {"weights": {"width": hw["accumulator"]["weight_width"], "words": 0},
+            "biases": {"width": hw["accumulator"]["bias_width"], "words": 0},
+            "thresholds": {"width": hw["lif"]["threshold_width"], "words": 0}}
+    role_mem = {"weight": "weights", "bias": "biases", "threshold": "thresholds"}
+    for layer in program.layers:
+        for role, key in layer.arrays.items():
+            mem = mems[role_mem[role]]
+            layer.attrs[f"{role}_offset"] = mem["words"]
+            mem["words"] += int(program.arrays[key].size)
+    return mems
+
+
+def _write_memories(program: Program, folder: Path, mems: dict) -> None:
+    folder.mkdir()
+    role_mem = {"weight": "weights", "bias": "biases", "threshold": "thresholds"}
+    chunks = {name: [] for name in mems}
+    for layer in program.layers:
+        for role, key in layer.arrays.items():
+            chunks[role_mem[role]].append(program.arrays[key].reshape(-1).astype(np.int64))
+    for name, parts in chunks.items():
+        values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        write_values(folder / f"{name}.hex", values, mems[name]["width"])
+    (folder / "memory_map.json").write_text(json.dumps(mems, indent=1) + "\n")
+
+
+def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, t in env.items():
+        a = t.numpy()
+        if name == "input":
+            a = a[0]  # the image itself; the engine repeats it over T
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        dtype = np.int8 if -128 <= lo and hi <= 127 else (np.int32 if -2**31 <= lo and hi < 2**31 else np.int64)
+        out[name] = a.astype(dtype)
+    return out
+
+
+def export_program(program: Program, out: str | Path, *, images: torch.Tensor | None = None,
+                   labels: torch.Tensor | None = None, float_logits: torch.Tensor | None = None,
+                   force: bool = False, log=print) -> Path:
+    """Write the program folder; with ``images``, also run the engine and write traces."""
+    out = Path(out)
+    mems = assign_memories(program)
+    with atomic_output_dir(out, force=force) as tmp:
+        write_program_files(program, tmp)
+        _write_memories(program, tmp / "memories", mems)
+        if images is not None:
+            engine = IntegerEngine(program)
+            env = engine.run(engine.encode(images))
+            arrays = _trace_arrays(env)
+            if labels is not None:
+                arrays["labels"] = labels.numpy().astype(np.int64)
+            if float_logits is not None:
+                arrays["float_logits"] = float_logits.numpy()
+            np.savez_compressed(tmp / "traces.npz", **arrays)
+            log(f"traces: {len(images)} sample(s), {len(arrays)} tensors")
+    return out
+
+
+def load_traces(folder: str | Path) -> dict[str, np.ndarray]:
+    with np.load(Path(folder) / "traces.npz") as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def replay(program: Program, traces: dict[str, np.ndarray]) -> list[str]:
+    """Run every layer on its inputs *taken from the traces* and compare with the traced output.
+    Returns the mismatches (empty when the export replays bit-exactly)."""
+    from hwgen.sim.compare import first_mismatch
+
+    engine = IntegerEngine(program)
+    T = program.T
+    env = {k: torch.from_numpy(v.astype(np.int64)) for k, v in traces.items() if k not in ("labels", "float_logits")}
+    env["input"] = env["input"].unsqueeze(0).expand(T, *env["input"].shape)
+    problems = []
+    for layer in program.layers:
+        out = engine.run_layer(layer, *(env[n] for n in layer.inputs))
+        got = {layer.name: out} if layer.kind != "lif" else {layer.name: out[0], f"{layer.name}.membrane": out[1]}
+        for name, value in got.items():
+            axes = ("timestep", "image", "channel", "y", "x")[: value.dim()] if layer.kind != "readout" else ("image", "class")
+            found = first_mismatch(env[name].numpy(), value.to(torch.int64).numpy(), axes)
+            if found is not None:
+                idx, e, g = found
+                problems.append(f"{name}: at {dict(zip(axes, idx))} traced {e}, replayed {g}")
+    return problems

@@ -1,0 +1,42 @@
+"""Output folders that are either complete or absent."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["OutputExists", "atomic_output_dir"]
+
+
+class OutputExists(FileExistsError):
+    """The output folder is not empty and replacing it was not asked for."""
+
+
+@contextmanager
+def atomic_output_dir(out: str | Path, *, force: bool = False):
+    """Yield a temporary sibling folder of ``out``; on success it replaces ``out``, on any
+    exception it is removed and ``out`` is left exactly as it was.
+
+    Refuses (``OutputExists``, before any work) a non-empty ``out`` unless ``force``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExists(f"{out} is not empty; pass --force to replace it (nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,11 @@
+"""Shared test setup: one torch thread (tiny tensors; two threads only contend on 2 cores)."""
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,4 +1,5 @@
-"""`hwgen build`: configuration -> Verilog + manifest + lint report, written atomically.
+"""`hwgen build`: configuration -> Verilog + manifest + lint report + Yosys statistics, written
+atomically.
 
 The output folder is assembled in a temporary sibling and renamed into place only when every
 step succeeded, so a failed build leaves the previous folder (or none) exactly as it was.
@@ -58,7 +59,7 @@ def emit_verilog(component: wiring.Component, top: str) -> str:
     return verilog.convert(component, name=top, emit_src=False)
 
 
-def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool) -> BuildResult:
+def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool, run_synth: bool) -> BuildResult:
     units = units_for(cfg)
     if not units:
         raise BuildError(f"{cfg.source}: no unit to build")
@@ -75,6 +76,12 @@ def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool) -> BuildResult:
             clean &= ok
             reports.append(f"== {top}: {'clean' if ok else 'WARNINGS'}\n{report}")
         (folder / "lint.txt").write_text("\n".join(reports))
+    synth = {}
+    if run_synth:
+        from hwgen.synth import synth_stats
+        for path, (top, _) in zip(files, units):
+            synth[top] = {k: v for k, v in synth_stats(folder, path.name, top).items()
+                          if k not in ("cells_by_type", "flow", "memories")}
     manifest = {
         "hwgen": __version__,
         "config_name": cfg.name,
@@ -83,6 +90,7 @@ def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool) -> BuildResult:
         "config": cfg.to_dict(),
         "units": entries,
         "lint": ("clean" if clean else "warnings") if run_lint else "skipped",
+        "synth": synth or "skipped",
         "tools": tool_versions(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -90,13 +98,14 @@ def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool) -> BuildResult:
     return BuildResult(folder, [t for t, _ in units], files, clean, manifest)
 
 
-def build(cfg: HwConfig, out: str | Path, *, force: bool = False, run_lint: bool = True) -> BuildResult:
+def build(cfg: HwConfig, out: str | Path, *, force: bool = False, run_lint: bool = True,
+          run_synth: bool = True) -> BuildResult:
     """Build every unit of ``cfg`` into ``out``. Refuses a non-empty ``out`` unless ``force``;
     fails (leaving ``out`` untouched) if generation or lint fails."""
     out = Path(out)
     try:
         with atomic_output_dir(out, force=force) as tmp:
-            result = _generate(cfg, tmp, run_lint=run_lint)
+            result = _generate(cfg, tmp, run_lint=run_lint, run_synth=run_synth)
             if run_lint and not result.lint_clean:
                 report = (tmp / "lint.txt").read_text()
                 raise BuildError(f"generated Verilog is not lint clean (nothing was written to {out}):\n{report}")

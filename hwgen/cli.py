@@ -20,13 +20,17 @@ def _cmd_build(args) -> int:
     if args.out is None:
         args.out = f"build/{cfg.name}"
     try:
-        result = build(cfg, args.out, force=args.force, run_lint=not args.no_lint)
+        result = build(cfg, args.out, force=args.force, run_lint=not args.no_lint, run_synth=not args.no_synth)
     except BuildError as e:
         print(f"hwgen build: {e}", file=sys.stderr)
         return EXIT_USAGE if "not empty" in str(e) or "not a folder" in str(e) else EXIT_FAIL
     lint = result.manifest["lint"]
     for path in result.verilog:
         print(f"wrote {path}")
+    synth = result.manifest["synth"]
+    for top, st in (synth.items() if isinstance(synth, dict) else ()):
+        print(f"{top}: {st['cells']} cells ({st['flip_flops']} flip-flops), {st['memory_bits']} memory bits, "
+              f"~{st['cmos_transistors_logic']} logic transistors (yosys stat -tech cmos)")
     print(f"wrote {result.out / 'manifest.json'} (config {cfg.name}, hash {cfg.hash}); lint: {lint}")
     return 0
 
@@ -112,6 +116,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="output folder (default: build/<config name>)")
     b.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     b.add_argument("--no-lint", action="store_true", help="skip the Verilator lint gate")
+    b.add_argument("--no-synth", action="store_true", help="skip Yosys statistics (synth_<top>.json)")
     b.set_defaults(func=_cmd_build)
 
     q = sub.add_parser("quantize", help="fold, quantize and export a checkpoint as an integer program with traces")

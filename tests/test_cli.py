@@ -22,6 +22,11 @@ def test_build_writes_lint_clean_verilog_and_manifest(tmp_path):
     res = hwgen("build", "configs/hw/lif_small.yaml", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert f"wrote {out}/lif_core.v" in res.stdout
+    synth = json.loads((out / "synth_lif_core.json").read_text())
+    assert synth["top"] == "lif_core" and synth["cells"] > 100 and synth["flip_flops"] > 10
+    # membrane memory (256 rows x 4 x 18 bits) and threshold memory (16 rows x 4 x 11 bits)
+    assert synth["memory_bits"] == 256 * 4 * 18 + 16 * 4 * 11
+    assert "Estimated number of transistors" in (out / "synth_lif_core.txt").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["lint"] == "clean"
     assert manifest["config_name"] == "lif_small" and len(manifest["config_hash"]) == 16
@@ -39,14 +44,14 @@ def test_build_writes_lint_clean_verilog_and_manifest(tmp_path):
 
 def test_build_refuses_non_empty_folder_and_leaves_it(tmp_path):
     out = tmp_path / "lif"
-    assert hwgen("build", "configs/hw/lif_small.yaml", "--out", str(out)).returncode == 0
+    assert hwgen("build", "configs/hw/lif_small.yaml", "--out", str(out), "--no-synth").returncode == 0
     (out / "notes.txt").write_text("mine")
     before = _snapshot(out)
     res = hwgen("build", "configs/hw/lif_wide.yaml", "--out", str(out))
     assert res.returncode == 2
     assert "not empty; pass --force" in res.stderr and "Traceback" not in res.stderr
     assert _snapshot(out) == before
-    res = hwgen("build", "configs/hw/lif_wide.yaml", "--out", str(out), "--force")
+    res = hwgen("build", "configs/hw/lif_wide.yaml", "--out", str(out), "--force", "--no-synth")
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "manifest.json").read_text())["config_name"] == "lif_wide"
     assert not (out / "notes.txt").exists()

@@ -32,13 +32,16 @@ def main(argv=None) -> int:
         print(f"demo: {e}", file=sys.stderr)
         return 2
     out = REPO_ROOT / "build" / "demo" / hw.name
-    print(f"[1/2] hwgen build {args.config}")
+    print(f"[1/2] hwgen build {args.config} (Verilog, lint, Yosys statistics; the first Yosys run on a "
+          "machine compiles it, about 1.5 min)")
     try:
         result = build(hw, out, force=True)
     except BuildError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     print(f"      Verilog: {result.verilog[0]} (lint {result.manifest['lint']})")
+    for top, st in result.manifest["synth"].items():
+        print(f"      {top}: {st['cells']} cells, {st['flip_flops']} flip-flops, {st['memory_bits']} memory bits")
     print(f"      manifest: {out / 'manifest.json'}")
 
     print(f"[2/2] simulating {hw.name} on Verilator against the golden integer LIF "

@@ -20,7 +20,7 @@ from golden.program import INPUT, Layer, Program
 from golden.quantize import quantize_input
 from hwgen.config import HwConfig
 
-__all__ = ["IntegerEngine"]
+__all__ = ["IntegerEngine", "conv_integer", "wrap"]
 
 
 def _exact_float(bound: float) -> torch.dtype:
@@ -29,6 +29,27 @@ def _exact_float(bound: float) -> torch.dtype:
     if bound < 2 ** 53:
         return torch.float64
     raise OverflowError(f"bound {bound} cannot be computed exactly in floating point")
+
+
+def wrap(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Two's complement wrap to ``width`` bits: what an accumulator does past its range
+    (never reached by a quantized program: the quantizer proves the bound)."""
+    half = 1 << (width - 1)
+    return ((x + half) % (1 << width)) - half
+
+
+def conv_integer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, stride: int = 1, padding: int = 0,
+                 groups: int = 1, bound: float | None = None) -> torch.Tensor:
+    """``conv(x) + bias`` on integers, ``x`` ``[T, B, C, H, W]`` -> int64 ``[T, B, O, H', W']``.
+    ``bound`` (largest |partial sum|) picks an exact float type; default: computed from the
+    weights and the input range."""
+    t, b = x.shape[:2]
+    if bound is None:
+        xmax = max(1, int(x.abs().max().item()) if x.numel() else 1)
+        bound = float(weight.abs().flatten(1).sum(1).max().item() * xmax + bias.abs().max().item())
+    dt = _exact_float(bound)
+    y = F.conv2d(x.reshape(t * b, *x.shape[2:]).to(dt), weight.to(dt), None, stride, padding, 1, groups)
+    return y.to(torch.int64).reshape(t, b, *y.shape[1:]) + bias.to(torch.int64)[:, None, None]
 
 
 class IntegerEngine:
@@ -57,14 +78,9 @@ class IntegerEngine:
         kind = layer.kind
         a = layer.attrs
         if kind == "conv":
-            x = xs[0]
-            t, b = x.shape[:2]
             bound = max(abs(a["bound"][0]), abs(a["bound"][1]))
-            dt = _exact_float(bound)
-            w = self._param(layer, "weight", dt)
-            y = F.conv2d(x.reshape(t * b, *x.shape[2:]).to(dt), w, None, a["stride"], a["padding"], 1, a["groups"])
-            y = y.to(torch.int64).reshape(t, b, *y.shape[1:])
-            y = y + self._param(layer, "bias")[:, None, None]
+            y = conv_integer(xs[0], self._param(layer, "weight"), self._param(layer, "bias"), stride=a["stride"],
+                             padding=a["padding"], groups=a["groups"], bound=bound)
             if a["residual"] is not None:
                 y = y + xs[1]
             return y

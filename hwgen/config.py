@@ -51,6 +51,14 @@ def _check_value(source, key, value, meta):
         raise ConfigError(source, key, value, "must be an integer")
     if kind is str and not isinstance(value, str):
         raise ConfigError(source, key, value, "must be a string")
+    if kind is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(source, key, value, "must be a non-empty list")
+        bad = [v for v in value if v not in meta["choices"]]
+        if bad or len(set(value)) != len(value):
+            allowed = ", ".join(repr(c) for c in meta["choices"])
+            raise ConfigError(source, key, value, f"must list distinct items from {allowed}")
+        return
     if meta["choices"] is not None and value not in meta["choices"]:
         allowed = ", ".join(repr(c) for c in meta["choices"])
         raise ConfigError(source, key, value, f"must be one of {allowed}")
@@ -78,7 +86,7 @@ def _parse_section(cls, raw, source: str, path: str):
             values[name] = f.default
             continue
         _check_value(source, key, raw[name], f.metadata)
-        values[name] = raw[name]
+        values[name] = tuple(raw[name]) if f.metadata["kind"] is tuple else raw[name]
     obj = cls(**values)
     for key, value, allowed in obj.inconsistencies():
         raise ConfigError(source, f"{path}.{key}", value, allowed)
@@ -144,9 +152,19 @@ class AccumulatorConfig:
     weight_depth: int = _field(min=1, max=1 << 24, help="weight memory words (one word = lanes weights)")
     accumulator_depth: int = _field(min=1, max=1 << 24, help="accumulator memory words (one word = lanes accumulators)")
     bias_width: int = _field(default=24, min=2, max=48, help="signed bias width, bits")
+    bias_depth: int = _field(default=4096, min=1, max=1 << 20, help="bias memory words (one word = lanes biases)")
     input_bits: int = _field(default=8, min=1, max=16, help="pixel bits of the encoding layer (bit planes)")
+    max_kernel: int = _field(default=7, min=1, max=15, help="largest kernel size k (k x k)")
+    max_channels: int = _field(default=1024, min=1, max=1 << 16, help="most input channels of a layer")
+    max_size: int = _field(default=256, min=1, max=1 << 12, help="largest input height or width")
+    kinds: tuple = _field(default=("conv", "grouped", "encoding"), kind=tuple,
+                          choices=("conv", "grouped", "encoding"),
+                          help="layer kinds in hardware: conv (dense kxk, pointwise, linear), "
+                               "grouped (depthwise and grouped convs), encoding (multi-bit pixels as bit planes)")
 
     def inconsistencies(self):
+        if "conv" not in self.kinds:
+            yield ("kinds", list(self.kinds), "must include 'conv'")
         if self.bias_width > self.accumulator_width:
             yield ("bias_width", self.bias_width, f"must be <= accumulator_width ({self.accumulator_width})")
 
@@ -189,7 +207,8 @@ class HwConfig:
         for key in _SECTIONS:
             section = getattr(self, key)
             if section is not None:
-                out[key] = dataclasses.asdict(section)
+                out[key] = {k: list(v) if isinstance(v, tuple) else v
+                            for k, v in dataclasses.asdict(section).items()}
         return out
 
     @property

@@ -20,6 +20,7 @@ AMARANTH_WAIVED_RULES = (
     "WIDTHTRUNC",      # ... and truncates on assignment, by its semantics
     "UNUSEDSIGNAL",    # bits of views and memories it declares but does not read
     "PROCASSINIT",     # `initial` values of registers it also assigns in `always`
+    "CASEINCOMPLETE",  # `casez (mode)` from m.Switch without a default arm (accumulator.v)
 )
 
 

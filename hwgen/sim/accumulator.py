@@ -1,0 +1,214 @@
+"""Running the accumulator array in simulation through its file-driven harness.
+
+* :func:`acc_sim_run` (pytest / scripts side) generates the unit's Verilog for a config and
+  returns a :class:`~hwgen.sim.runner.SimRun` for ``templates/acc_harness.sv``.
+* :class:`AccHarness` (cocotb side) loads weights, biases and spike events from files, lets the
+  RTL run on its own and returns the drained accumulators, already un-padded to
+  ``[T, C_out, H_out, W_out]``, with the unit's performance counters.
+* :func:`spike_events` turns spike maps (or pixel bit planes) into the event list.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.config import AccumulatorConfig, HwConfig
+from hwgen.layout import ConvGeometry, Descriptor, bias_words, descriptor, unpad_accumulators, weight_words
+from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
+from hwgen.sim.runner import REPO_ROOT, SimRun
+
+__all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "CONFIG_ENV"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+HARNESS_DEPTH = 1 << 17
+CONFIG_ENV = "HWGEN_ACC_CONFIG_JSON"
+COUNTERS = ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def pack_struct(layout, values: dict) -> int:
+    """Pack field values into the integer of an Amaranth StructLayout (first field at bit 0)."""
+    word = 0
+    for name, fld in layout:
+        v = int(values[name])
+        width = fld.shape.width if hasattr(fld.shape, "width") else fld.width
+        if not 0 <= v < (1 << width):
+            raise ValueError(f"descriptor field {name} = {v} does not fit {width} bits")
+        word |= v << fld.offset
+    return word
+
+
+def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None, env: dict | None = None) -> SimRun:
+    from hwgen.build import emit_verilog
+    from hwgen.units.accumulator import AccumulatorArray, descriptor_layout, event_layout
+
+    cfg = hw.accumulator
+    rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
+    rtl_dir.mkdir(parents=True, exist_ok=True)
+    unit = rtl_dir / "acc_array.v"
+    _write_if_changed(unit, emit_verilog(AccumulatorArray(cfg), "acc_array"))
+    params = {
+        "LANES": cfg.lanes,
+        "EVENT_W": event_layout(cfg).size,
+        "DESC_W": descriptor_layout(cfg).size,
+        "ACC_W": cfg.accumulator_width,
+        "WEIGHT_W": cfg.weight_width,
+        "BIAS_W": cfg.bias_width,
+        "W_ADDR_W": _bits(cfg.weight_depth),
+        "B_ADDR_W": _bits(cfg.bias_depth),
+        "DEPTH": HARNESS_DEPTH,
+    }
+    full_env = {CONFIG_ENV: json.dumps(hw.to_dict())}
+    full_env.update(env or {})
+    return SimRun(name=f"acc-{hw.name}", sources=[unit, TEMPLATES / "acc_harness.sv"], toplevel="acc_harness",
+                  test_module=test_module, test_dir=Path(test_dir), parameters=params, env=full_env,
+                  testcase=testcase)
+
+
+def spike_events(spikes: np.ndarray, *, planes: int = 1) -> list[tuple[int, int, int, int, int]]:
+    """Events ``(flush, ci, y, x, plane)`` for ``spikes[T, C, H, W]``, one flush per timestep.
+
+    With ``planes > 1``, ``spikes`` holds unsigned (or two's complement) pixel integers and each
+    set bit j becomes an event on plane j (the encoding layer's bit planes)."""
+    events = []
+    for frame in spikes:
+        for j in range(planes):
+            bits = (frame >> j) & 1 if planes > 1 else frame
+            for ci, y, x in np.argwhere(bits != 0):
+                events.append((0, int(ci), int(y), int(x), j))
+        events.append((1, 0, 0, 0, 0))
+    return events
+
+
+@dataclass
+class AccResult:
+    sums: np.ndarray            # [T, C_out, H_out, W_out] drained accumulators
+    counters: dict[str, int]
+    cycles: int                 # harness: start .. last drain
+    descriptor: Descriptor
+
+
+class AccHarness:
+    """cocotb-side driver of ``acc_harness``: one :meth:`run` per layer."""
+
+    PERIOD_NS = 10
+
+    def __init__(self, dut, cfg: AccumulatorConfig | None = None, workdir: Path | None = None):
+        import cocotb
+        from cocotb.clock import Clock
+
+        if cfg is None:
+            cfg = HwConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV).accumulator
+        self.dut, self.cfg = dut, cfg
+        self.log = dut._log
+        self.workdir = Path(workdir or Path.cwd())
+        cocotb.start_soon(Clock(dut.clk, self.PERIOD_NS, unit="ns").start())
+        self._reset_done = False
+
+    async def _pulse(self, sig):
+        from cocotb.triggers import RisingEdge
+
+        sig.value = 1
+        await RisingEdge(self.dut.clk)
+        sig.value = 0
+
+    async def reset(self):
+        from cocotb.triggers import RisingEdge
+
+        d = self.dut
+        for s in (d.load, d.go, d.dump):
+            s.value = 0
+        d.rst.value = 1
+        for _ in range(2):
+            await RisingEdge(d.clk)
+        d.rst.value = 0
+        await RisingEdge(d.clk)
+        self._reset_done = True
+
+    async def run(self, geo: ConvGeometry, weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, *,
+                  planes: int = 1, signed_planes: bool = False, w_offset: int = 0, b_offset: int = 0,
+                  seed: int = 1, in_idle: int = 0, out_stall: int = 0) -> AccResult:
+        """Accumulate one layer over ``inputs[T, C_in, H, W]`` (spikes, or pixel integers with
+        ``planes`` bit planes) with ``weight[C_out, C_in/groups, k, k]`` and ``bias[C_out]``."""
+        from cocotb.triggers import First, RisingEdge, Timer
+
+        from hwgen.units.accumulator import descriptor_layout, event_layout
+
+        cfg, d, L = self.cfg, self.dut, self.cfg.lanes
+        if not self._reset_done:
+            await self.reset()
+        desc = descriptor(geo, L, w_offset=w_offset, b_offset=b_offset, signed_planes=signed_planes)
+        T = inputs.shape[0]
+        ww = weight_words(np.asarray(weight), geo.groups, L)
+        bw = bias_words(np.asarray(bias), geo.groups, L)
+        if w_offset + len(ww) > cfg.weight_depth or b_offset + len(bw) > cfg.bias_depth:
+            raise ValueError(f"layer needs {w_offset + len(ww)} weight / {b_offset + len(bw)} bias words; "
+                             f"memories hold {cfg.weight_depth} / {cfg.bias_depth}")
+        if desc.drain_words > cfg.accumulator_depth:
+            raise ValueError(f"layer needs {desc.drain_words} accumulator words, memory holds {cfg.accumulator_depth}")
+        # images at their offsets (words below the offset stay zero)
+        w_img = np.zeros((w_offset + len(ww), L), dtype=np.int64)
+        w_img[w_offset:] = ww
+        b_img = np.zeros((b_offset + len(bw), L), dtype=np.int64)
+        b_img[b_offset:] = bw
+        events = spike_events(np.asarray(inputs), planes=planes)
+        if len(events) > HARNESS_DEPTH or desc.drain_words * T > HARNESS_DEPTH:
+            raise ValueError(f"{len(events)} events / {desc.drain_words * T} words exceed the harness depth")
+        ev_layout = event_layout(cfg)
+        cols = np.array(events, dtype=np.int64).reshape(-1, 5)
+        ev_words = np.zeros(len(cols), dtype=np.int64)
+        for i, name in enumerate(("flush", "ci", "y", "x", "plane")):
+            ev_words |= cols[:, i] << ev_layout[name].offset
+
+        files = {n: self.workdir / f"acc_{n}.hex" for n in ("weights", "biases", "events", "res")}
+        write_words(files["weights"], pack_bits(w_img, cfg.weight_width))
+        write_words(files["biases"], pack_bits(b_img, cfg.bias_width))
+        write_words(files["events"], pack_bits(ev_words[:, None], ev_layout.size))
+        if files["res"].exists():
+            files["res"].unlink()
+
+        d.desc.value = pack_struct(descriptor_layout(cfg), desc.as_dict())
+        d.n_weights.value, d.n_biases.value, d.n_events.value = len(w_img), len(b_img), len(events)
+        d.timesteps.value = T
+        d.seed.value, d.in_idle.value, d.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
+        await self._pulse(d.load)
+        await self._pulse(d.go)
+        await RisingEdge(d.clk)
+        limit = 64 * (len(w_img) + len(b_img) + len(events) * (geo.kernel ** 2) * max(1, desc.group_words)
+                      + desc.drain_words * (T + 1)) + 10_000
+        if not int(d.finished.value):
+            await First(RisingEdge(d.finished), Timer(limit * self.PERIOD_NS, unit="ns"))
+            if not int(d.finished.value):
+                raise TimeoutError(f"accumulator harness not finished after {limit} cycles "
+                                   f"({int(d.outputs.value)} of {desc.drain_words * T} words out)")
+        await RisingEdge(d.clk)
+        n_out = int(d.outputs.value)
+        if n_out != desc.drain_words * T:
+            raise AssertionError(f"unit drained {n_out} words, expected {desc.drain_words * T}")
+        counters = {name: int(getattr(d, f"count_{name}").value) for name in COUNTERS}
+        cycles = int(d.cycles.value)
+        await self._pulse(d.dump)
+        await RisingEdge(d.clk)
+        bits = read_words(files["res"], L * cfg.accumulator_width + 1)
+        data = unpack_fields(bits, L, cfg.accumulator_width, signed=True)
+        last = unpack_fields(bits, 1, 1, signed=False, offset=L * cfg.accumulator_width)[:, 0]
+        expected_last = np.zeros(len(last), dtype=np.int64)
+        expected_last[desc.drain_words - 1::desc.drain_words] = 1
+        if not np.array_equal(last, expected_last):
+            raise AssertionError(f"`last` flags wrong: at words {np.flatnonzero(last)[:8]}, "
+                                 f"expected {np.flatnonzero(expected_last)[:8]}")
+        sums = np.stack([unpad_accumulators(data[t * desc.drain_words:(t + 1) * desc.drain_words], geo, L)
+                         for t in range(T)])
+        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc)

@@ -1,0 +1,361 @@
+"""Spike-addressed accumulator array: a synaptic operation only where a spike is.
+
+Each input event (the address ``(ci, y, x)`` of a spike, plus a pixel bit plane for the
+encoding layer) selects, for every kernel offset ``(ky, kx)`` that lands on an output position,
+one word of ``lanes`` weights (``lanes`` output channels) and adds it into the accumulator word
+of that output position: ``lanes`` additions per cycle, no multiplier per synapse. The cost
+follows the number of spikes. Layer geometry is a run-time descriptor (``hwgen.layout``), so one
+instance runs every conv, pointwise, depthwise/grouped and linear layer of a network.
+
+Pipeline (docs/accumulator.md)::
+
+    events -> [setup: kernel window, base addresses] -> [loop: one op per cycle (ky, kx, g)]
+           -> [read weight word + accumulator word] -> [add, write back]
+    flush  -> drain: stream every accumulator word out, re-initialising it with its bias
+
+The accumulator read port is transparent to the write port, so an op that reads the word the
+previous op writes in the same cycle sees the new value: back-to-back updates of one word need
+no stall.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.config import AccumulatorConfig
+
+__all__ = ["AccumulatorArray", "descriptor_layout", "event_layout"]
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def descriptor_layout(cfg: AccumulatorConfig) -> data.StructLayout:
+    """The run-time layer descriptor (fields as ``hwgen.layout.Descriptor``)."""
+    big = max(cfg.weight_depth, cfg.accumulator_depth, cfg.bias_depth) + 1
+    return data.StructLayout({
+        "kernel": range(cfg.max_kernel + 1),
+        "stride2": 1,
+        "padding": range(cfg.max_kernel + 1),
+        "out_h": range(cfg.max_size + 1),
+        "out_w": range(cfg.max_size + 1),
+        "lim_y": range(2 * cfg.max_size + 1),
+        "lim_x": range(2 * cfg.max_size + 1),
+        "group_words": range(cfg.accumulator_depth + 1),
+        "words": range(cfg.accumulator_depth + 1),
+        "last_lanes": range(cfg.lanes + 1),
+        "grouped": 1,
+        "cin_shift": range(_bits(cfg.max_channels) + 1),
+        "w_offset": range(cfg.weight_depth + 1),
+        "w_stride_group": range(cfg.weight_depth + 1),
+        "w_stride_ci": range(cfg.weight_depth + 1),
+        "w_stride_ky": range(cfg.weight_depth + 1),
+        "b_offset": range(cfg.bias_depth + 1),
+        "row_stride": range(big),
+        "drain_words": range(cfg.accumulator_depth + 1),
+        "signed_planes": 1,
+    })
+
+
+def event_layout(cfg: AccumulatorConfig) -> data.StructLayout:
+    """One input event: a spike address, or ``flush`` (end of the timestep's events)."""
+    return data.StructLayout({
+        "flush": 1,
+        "ci": range(cfg.max_channels),
+        "y": range(cfg.max_size),
+        "x": range(cfg.max_size),
+        "plane": range(cfg.input_bits),
+    })
+
+
+class AccumulatorArray(wiring.Component):
+    """Event-driven conv/linear accumulation over ``lanes`` output channels per cycle.
+
+    Ports
+    -----
+    events : In(stream of event_layout)
+        Spike addresses of one timestep in any order, then one ``flush`` event. ``plane`` is the
+        pixel bit plane (encoding layer; 0 for spikes): the weight is added shifted left by it,
+        and negated for the top plane when ``desc.signed_planes``.
+    sums : Out(stream of lanes x signed accumulator_width)
+        After a flush: every accumulator word of the layer in address order
+        (``hwgen.layout``: position-major, padded channel groups), ``last`` on the final word.
+    desc : In(descriptor_layout), start : In(1)
+        ``start`` latches ``desc`` and initialises every accumulator with its bias
+        (``drain_words`` cycles). Pulse it only while ``idle``.
+    weight_write, bias_write : In
+        ``en``/``addr``/``data`` (a word of ``lanes`` values) to load the memories while idle.
+    idle : Out(1)
+        No layer work in flight (after reset, or a drain finished and no event is pending).
+    counters : Out
+        ``busy`` cycles, synaptic ``additions`` (active lanes only), spike ``events``, ``ops``
+        (cycles that issued a weight word), ``starved`` (busy accumulating with no op to issue),
+        ``drain`` cycles and ``drain_stalls`` (output not ready). Cleared by ``start``.
+    """
+
+    COUNTER_WIDTH = 40
+
+    def __init__(self, cfg: AccumulatorConfig):
+        self._cfg = cfg
+        L = cfg.lanes
+        cw = self.COUNTER_WIDTH
+        super().__init__({
+            "events": In(stream.Signature(event_layout(cfg))),
+            "sums": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(cfg.accumulator_width), L),
+                "last": 1,
+            }))),
+            "desc": In(descriptor_layout(cfg)),
+            "start": In(1),
+            "idle": Out(1),
+            "weight_write": In(wiring.Signature({
+                "en": Out(1), "addr": Out(range(cfg.weight_depth)),
+                "data": Out(data.ArrayLayout(signed(cfg.weight_width), L))})),
+            "bias_write": In(wiring.Signature({
+                "en": Out(1), "addr": Out(range(cfg.bias_depth)),
+                "data": Out(data.ArrayLayout(signed(cfg.bias_width), L))})),
+            "counters": Out(wiring.Signature({
+                name: Out(cw) for name in ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")})),
+        })
+
+    @property
+    def cfg(self) -> AccumulatorConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        L = cfg.lanes
+        grouped = "grouped" in cfg.kinds
+        encoding = "encoding" in cfg.kinds
+        m = Module()
+
+        m.submodules.weights = w_mem = memory.Memory(
+            shape=data.ArrayLayout(signed(cfg.weight_width), L), depth=cfg.weight_depth, init=[])
+        m.submodules.biases = b_mem = memory.Memory(
+            shape=data.ArrayLayout(signed(cfg.bias_width), L), depth=cfg.bias_depth, init=[])
+        m.submodules.accumulators = a_mem = memory.Memory(
+            shape=data.ArrayLayout(signed(cfg.accumulator_width), L), depth=cfg.accumulator_depth, init=[])
+        w_wr, b_wr = w_mem.write_port(), b_mem.write_port()
+        a_wr = a_mem.write_port()
+        w_rd, b_rd = w_mem.read_port(), b_mem.read_port()
+        a_rd = a_mem.read_port(transparent_for=(a_wr,))
+        m.d.comb += [
+            w_wr.en.eq(self.weight_write.en), w_wr.addr.eq(self.weight_write.addr),
+            w_wr.data.eq(self.weight_write.data),
+            b_wr.en.eq(self.bias_write.en), b_wr.addr.eq(self.bias_write.addr),
+            b_wr.data.eq(self.bias_write.data),
+        ]
+
+        desc = Signal(descriptor_layout(cfg))
+        addr_w = _bits(max(cfg.weight_depth, cfg.accumulator_depth, cfg.bias_depth) + 1) + 1
+
+        # ---- control state ------------------------------------------------------------
+        # INIT and DRAIN share one walker over the accumulator words; only DRAIN emits.
+        mode = Signal(range(4))
+        IDLE, INIT, ACCUM, DRAIN = 0, 1, 2, 3
+        flush_seen = Signal()
+
+        # ---- stage S0: accept an event, compute its kernel window -----------------------
+        s0_valid = Signal()
+        s0 = Signal(data.StructLayout({
+            "w_base": unsigned(addr_w), "a_base": unsigned(addr_w), "plane": range(cfg.input_bits),
+            "ky_n": range(cfg.max_kernel + 1), "kx_n": range(cfg.max_kernel + 1), "empty": 1}))
+        s0_take = Signal()   # S1 takes the setup this cycle
+
+        ev = self.events.payload
+        s = desc.stride2
+        ty = Signal(range(cfg.max_size + cfg.max_kernel + 1))
+        tx = Signal.like(ty)
+        m.d.comb += [ty.eq(ev.y + desc.padding), tx.eq(ev.x + desc.padding)]
+
+        def window(t, lim):
+            """Kernel offsets k with (t - k) divisible by the stride and 0 <= (t - k) / s <= out - 1."""
+            hi = Signal(signed(_bits(cfg.max_size + 2 * cfg.max_kernel) + 2))
+            lo = Signal.like(hi)
+            hi0 = Mux(t > desc.kernel - 1, desc.kernel - 1, t)
+            lo0 = Mux(t > lim, t - lim, 0)
+            # with stride 2, k must have the parity of t
+            m.d.comb += [
+                hi.eq(hi0 - (s & (hi0[0] ^ t[0]))),
+                lo.eq(lo0 + (s & (lo0[0] ^ t[0]))),
+            ]
+            return lo, hi
+
+        ky_lo, ky_hi = window(ty, desc.lim_y)
+        kx_lo, kx_hi = window(tx, desc.lim_x)
+        oy0 = Signal(range(cfg.max_size + 1))
+        ox0 = Signal(range(cfg.max_size + 1))
+        m.d.comb += [oy0.eq((ty - ky_lo) >> s), ox0.eq((tx - kx_lo) >> s)]
+        if grouped:
+            gi = Signal(range(cfg.max_channels))
+            ci_local = Signal(range(cfg.max_channels))
+            m.d.comb += [gi.eq(Mux(desc.grouped, ev.ci >> desc.cin_shift, 0)),
+                         ci_local.eq(ev.ci - (gi << desc.cin_shift))]
+            w_group = gi * desc.w_stride_group
+            a_group = gi * desc.group_words
+        else:
+            ci_local, w_group, a_group = ev.ci, 0, 0
+        w_base = desc.w_offset + w_group + ci_local * desc.w_stride_ci + ky_lo * desc.w_stride_ky + kx_lo * desc.group_words
+        a_base = (oy0 * desc.out_w + ox0) * desc.words + a_group
+        span = lambda lo, hi: (hi - lo >> s) + 1  # offsets in the window (valid when lo <= hi)
+
+        s0_free = ~s0_valid | s0_take
+        m.d.comb += self.events.ready.eq((mode == ACCUM) & ~flush_seen & s0_free)
+        ev_take = self.events.valid & self.events.ready
+        with m.If(ev_take & ~ev.flush):
+            m.d.sync += [
+                s0_valid.eq(1),
+                s0.w_base.eq(w_base), s0.a_base.eq(a_base), s0.plane.eq(ev.plane if encoding else 0),
+                s0.ky_n.eq(span(ky_lo, ky_hi)), s0.kx_n.eq(span(kx_lo, kx_hi)),
+                s0.empty.eq((ky_lo > ky_hi) | (kx_lo > kx_hi)),
+            ]
+        with m.Elif(s0_take):
+            m.d.sync += s0_valid.eq(0)
+
+        # ---- stage S1: the loop over (ky, kx, g), one weight word per cycle ---------------
+        s1_valid = Signal()
+        ky_left = Signal(range(cfg.max_kernel + 1))
+        kx_left = Signal(range(cfg.max_kernel + 1))
+        g = Signal(range(cfg.accumulator_depth + 1))
+        w_addr, a_addr = Signal(addr_w), Signal(addr_w)
+        w_row, a_row = Signal(addr_w), Signal(addr_w)      # (ky, kx = first, g = 0)
+        w_col, a_col = Signal(addr_w), Signal(addr_w)      # (ky, kx, g = 0)
+        kx_n = Signal.like(kx_left)                          # window width: kx_left restarts from it
+        plane = Signal(range(cfg.input_bits))
+        last_word = g == desc.group_words - 1
+        last_op = last_word & (kx_left == 1) & (ky_left == 1)
+        w_kx_step = Mux(s, desc.group_words << 1, desc.group_words)
+        w_ky_step = Mux(s, desc.w_stride_ky << 1, desc.w_stride_ky)
+
+        m.d.comb += s0_take.eq(s0_valid & (~s1_valid | last_op))
+        with m.If(s0_take):
+            with m.If(s0.empty):
+                m.d.sync += s1_valid.eq(0)
+            with m.Else():
+                m.d.sync += [
+                    s1_valid.eq(1), ky_left.eq(s0.ky_n), kx_left.eq(s0.kx_n), g.eq(0), plane.eq(s0.plane),
+                    w_addr.eq(s0.w_base), a_addr.eq(s0.a_base),
+                    w_row.eq(s0.w_base), a_row.eq(s0.a_base),
+                    w_col.eq(s0.w_base), a_col.eq(s0.a_base),
+                ]
+        with m.Elif(s1_valid):
+            with m.If(~last_word):
+                m.d.sync += [g.eq(g + 1), w_addr.eq(w_addr + 1), a_addr.eq(a_addr + 1)]
+            with m.Elif(kx_left != 1):
+                # next kernel column: the output position moves one column left
+                m.d.sync += [g.eq(0), kx_left.eq(kx_left - 1),
+                             w_col.eq(w_col + w_kx_step), a_col.eq(a_col - desc.words),
+                             w_addr.eq(w_col + w_kx_step), a_addr.eq(a_col - desc.words)]
+            with m.Elif(ky_left != 1):
+                # next kernel row: the output position moves one row up
+                m.d.sync += [g.eq(0), kx_left.eq(kx_n), ky_left.eq(ky_left - 1),
+                             w_row.eq(w_row + w_ky_step), a_row.eq(a_row - desc.row_stride),
+                             w_col.eq(w_row + w_ky_step), a_col.eq(a_row - desc.row_stride),
+                             w_addr.eq(w_row + w_ky_step), a_addr.eq(a_row - desc.row_stride)]
+            with m.Else():
+                m.d.sync += s1_valid.eq(0)
+        with m.If(s0_take):
+            m.d.sync += kx_n.eq(s0.kx_n)
+
+        # ---- stage S2: memories answer; add and write back -------------------------------
+        s2_valid = Signal()
+        s2_addr = Signal(addr_w)
+        s2_plane = Signal(range(cfg.input_bits))
+        s2_active = Signal(L)
+        active = Signal(L)
+        m.d.comb += active.eq(Mux(last_word, (Const(1, L + 1) << desc.last_lanes) - 1, (1 << L) - 1))
+        m.d.sync += [s2_valid.eq(s1_valid), s2_addr.eq(a_addr), s2_plane.eq(plane), s2_active.eq(active)]
+
+        # ---- drain / init walker -------------------------------------------------------------
+        d_addr = Signal(range(cfg.accumulator_depth + 1))
+        d_word = Signal(range(cfg.accumulator_depth + 1))   # word within a position: bias index
+        d1_valid, d1_addr, d1_last = Signal(), Signal.like(d_addr), Signal()
+        d_advance = ~d1_valid | self.sums.ready | (mode == INIT)
+        walking = ((mode == INIT) | (mode == DRAIN)) & (d_addr != desc.drain_words)
+        d_issue = walking & d_advance
+
+        m.d.comb += [
+            w_rd.addr.eq(w_addr), w_rd.en.eq(s1_valid),
+            b_rd.addr.eq(desc.b_offset + d_word), b_rd.en.eq(d_issue),
+            a_rd.addr.eq(Mux(mode == ACCUM, a_addr, d_addr)),
+            a_rd.en.eq(Mux(mode == ACCUM, s1_valid, d_issue)),
+        ]
+        with m.If(d_issue):
+            m.d.sync += [d_addr.eq(d_addr + 1), d_word.eq(Mux(d_word == desc.words - 1, 0, d_word + 1)),
+                         d1_valid.eq(1), d1_addr.eq(d_addr), d1_last.eq(d_addr == desc.drain_words - 1)]
+        with m.Elif(d_advance):
+            m.d.sync += d1_valid.eq(0)
+
+        # the adder lanes
+        summed = Signal(data.ArrayLayout(signed(cfg.accumulator_width), L))
+        for lane in range(L):
+            w = w_rd.data[lane]
+            if encoding:
+                shifted = Signal(signed(cfg.weight_width + cfg.input_bits + 1), name=f"wshift{lane}")
+                top = desc.signed_planes & (s2_plane == cfg.input_bits - 1)
+                m.d.comb += shifted.eq(Mux(top, -(w << s2_plane), w << s2_plane))
+                w = shifted
+            m.d.comb += summed[lane].eq(a_rd.data[lane] + Mux(s2_active[lane], w, 0))
+
+        emitting = (mode == DRAIN) & d1_valid
+        m.d.comb += [
+            self.sums.valid.eq(emitting),
+            self.sums.payload.data.eq(a_rd.data),
+            self.sums.payload.last.eq(d1_last),
+        ]
+        with m.If((mode == ACCUM) & s2_valid):
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(s2_addr), a_wr.data.eq(summed)]
+        with m.Elif(d1_valid & ((mode == INIT) | self.sums.ready)):
+            # re-initialise the word just read with its bias for the next timestep
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(d1_addr)]
+            for lane in range(L):
+                m.d.comb += a_wr.data[lane].eq(b_rd.data[lane])
+
+        # ---- mode sequencing -----------------------------------------------------------------
+        pipeline_empty = ~s0_valid & ~s1_valid & ~s2_valid
+        walk_done = (d_addr == desc.drain_words) & ~d1_valid
+        with m.If(self.start):
+            m.d.sync += [desc.eq(self.desc), mode.eq(INIT), d_addr.eq(0), d_word.eq(0), flush_seen.eq(0)]
+        with m.Else():
+            with m.Switch(mode):
+                with m.Case(INIT):
+                    with m.If(walk_done):
+                        m.d.sync += mode.eq(ACCUM)
+                with m.Case(ACCUM):
+                    with m.If(ev_take & ev.flush):
+                        m.d.sync += flush_seen.eq(1)
+                    with m.If(flush_seen & pipeline_empty):
+                        m.d.sync += [mode.eq(DRAIN), d_addr.eq(0), d_word.eq(0), flush_seen.eq(0)]
+                with m.Case(DRAIN):
+                    with m.If(walk_done):
+                        m.d.sync += mode.eq(ACCUM)
+
+        m.d.comb += self.idle.eq((mode == IDLE) | ((mode == ACCUM) & ~flush_seen & pipeline_empty))
+
+        # ---- performance counters ------------------------------------------------------------
+        c = self.counters
+        regs = {name: Signal(self.COUNTER_WIDTH, name=f"count_{name}")
+                for name in ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")}
+        for name, reg in regs.items():
+            m.d.comb += getattr(c, name).eq(reg)
+        popcount = sum(active[i] for i in range(L))
+        # busy: walking the accumulators, or an event / flush in flight
+        working = (mode == INIT) | (mode == DRAIN) | ((mode == ACCUM) & (flush_seen | ~pipeline_empty))
+        with m.If(self.start):
+            m.d.sync += [reg.eq(0) for reg in regs.values()]
+        with m.Else():
+            with m.If(working):
+                m.d.sync += regs["busy"].eq(regs["busy"] + 1)
+            with m.If(s1_valid & (mode == ACCUM)):
+                m.d.sync += [regs["ops"].eq(regs["ops"] + 1), regs["additions"].eq(regs["additions"] + popcount)]
+            with m.If(ev_take & ~ev.flush):
+                m.d.sync += regs["events"].eq(regs["events"] + 1)
+            with m.If((mode == ACCUM) & working & ~s1_valid):
+                m.d.sync += regs["starved"].eq(regs["starved"] + 1)
+            with m.If(mode == DRAIN):
+                m.d.sync += regs["drain"].eq(regs["drain"] + 1)
+            with m.If(emitting & ~self.sums.ready):
+                m.d.sync += regs["drain_stalls"].eq(regs["drain_stalls"] + 1)
+        return m

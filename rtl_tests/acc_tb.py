@@ -1,0 +1,211 @@
+"""cocotb testbench: the generated accumulator array against the golden integer conv.
+
+Each test runs whole layers through ``acc_harness`` (weights, biases and spike events from
+files; drained accumulators to a file) and compares every output accumulator, every timestep,
+with ``golden.intsim.conv_integer`` wrapped to the accumulator width (docs/arithmetic.md), using
+``==`` on whole arrays. Seeds are logged; a failure names timestep, channel and position.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import cocotb
+import numpy as np
+import torch
+
+from golden.intsim import conv_integer, wrap
+from hwgen.layout import ConvGeometry
+from hwgen.sim.accumulator import AccHarness
+from hwgen.sim.compare import assert_exact
+
+BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))
+MUTATE = os.environ.get("HWGEN_ACC_MUTATE_GOLDEN") == "1"   # sensitivity check only
+SUMMARY = {"layers": 0, "accumulators": 0, "additions": 0}
+
+
+def golden(cfg, geo, weight, bias, inputs, *, planes=1, signed_planes=False):
+    x = torch.as_tensor(inputs, dtype=torch.int64)
+    if planes > 1 and signed_planes:   # two's complement pixels
+        x = torch.where(x >= (1 << (planes - 1)), x - (1 << planes), x)
+    bound = float(np.abs(weight).reshape(len(weight), -1).sum(1).max() * max(1, int(np.abs(x).max()) if x.numel() else 1)
+                  + np.abs(bias).max())
+    y = conv_integer(x[:, None], torch.as_tensor(weight), torch.as_tensor(bias), stride=geo.stride,
+                     padding=geo.padding, groups=geo.groups, bound=bound)[:, 0]
+    exact = y.numpy()
+    out = wrap(y, cfg.accumulator_width).numpy()
+    if MUTATE:
+        out[-1, -1, -1, -1] += 1
+    return out, exact
+
+
+async def check(tb, geo, weight, bias, inputs, *, label, **kw):
+    planes = kw.get("planes", 1)
+    res = await tb.run(geo, weight, bias, inputs, **kw)
+    exp, exact = golden(tb.cfg, geo, weight, bias, inputs, planes=planes, signed_planes=kw.get("signed_planes", False))
+    assert_exact(f"[{label}] accumulator", exp, res.sums, ("timestep", "channel", "y", "x"))
+    # the additions counter counts exactly the synaptic operations the event list implies
+    nz = [(inputs[t] >> j) & 1 if planes > 1 else inputs[t] for t in range(len(inputs)) for j in range(planes)]
+    expected_adds = sum(_additions(geo, frame) for frame in nz)
+    assert res.counters["additions"] == expected_adds, f"[{label}] additions {res.counters['additions']} != {expected_adds}"
+    assert res.counters["events"] == int(sum(f.sum() for f in nz)), f"[{label}] event count"
+    SUMMARY["layers"] += 1
+    SUMMARY["accumulators"] += exp.size
+    SUMMARY["additions"] += expected_adds
+    tb.log.info("%s: %s T=%d events=%d additions=%d cycles=%d counters=%s: exact", label, geo, len(inputs),
+                res.counters["events"], expected_adds, res.cycles, res.counters)
+    return res, exp, exact
+
+
+def _additions(geo, frame):
+    """Synaptic additions of one spike map: for each spike, kernel offsets that land on an
+    output position, times the output channels of its group."""
+    total = 0
+    for ci, y, x in np.argwhere(frame != 0):
+        ty, tx = y + geo.padding, x + geo.padding
+        ny = sum(1 for ky in range(geo.kernel) if (ty - ky) % geo.stride == 0 and 0 <= (ty - ky) // geo.stride < geo.out_h and ty - ky >= 0)
+        nx = sum(1 for kx in range(geo.kernel) if (tx - kx) % geo.stride == 0 and 0 <= (tx - kx) // geo.stride < geo.out_w and tx - kx >= 0)
+        total += ny * nx * geo.cg_out
+    return total
+
+
+def random_weights(cfg, rng, geo, scale=1.0):
+    top = (1 << (cfg.weight_width - 1)) - 1
+    lim = max(1, int(top * scale))
+    w = rng.integers(-lim, lim + 1, size=(geo.c_out, geo.cg_in, geo.kernel, geo.kernel))
+    btop = (1 << (cfg.bias_width - 1)) - 1
+    b = rng.integers(-min(btop, 500), min(btop, 500) + 1, size=geo.c_out)
+    return w, b
+
+
+def random_geometry(cfg, rng):
+    kinds = cfg.kinds
+    for _ in range(100):
+        k = int(rng.choice([1, 3, 7] if cfg.max_kernel >= 7 else [1, 3]))
+        stride = int(rng.choice([1, 2]))
+        pad = int(rng.integers(0, k // 2 + 1))
+        h = int(rng.integers(1, min(cfg.max_size, 12) + 1))
+        w = int(rng.integers(1, min(cfg.max_size, 12) + 1))
+        if h + 2 * pad < k or w + 2 * pad < k:
+            continue
+        groups = 1
+        c_in = int(rng.integers(1, min(cfg.max_channels, 24) + 1))
+        c_out = int(rng.integers(1, 3 * cfg.lanes + 3))
+        if "grouped" in kinds and rng.random() < 0.3:
+            if rng.random() < 0.5:        # depthwise
+                groups, c_in = c_in, c_in
+                c_out = c_in
+            else:                          # grouped, power-of-two inputs per group
+                cg_in = int(rng.choice([1, 2, 4]))
+                groups = int(rng.integers(2, 4))
+                c_in = cg_in * groups
+                c_out = groups * int(rng.integers(1, cfg.lanes + 2))
+        geo = ConvGeometry(c_in, c_out, h, w, k, stride, pad, groups)
+        words = geo.out_h * geo.out_w * groups * -(-geo.cg_out // cfg.lanes)
+        wwords = c_in // groups * k * k * -(-geo.cg_out // cfg.lanes) * groups
+        if words <= cfg.accumulator_depth and wwords <= cfg.weight_depth:
+            return geo
+    raise RuntimeError("no geometry fits this config")
+
+
+@cocotb.test()
+async def random_layers(dut):
+    """A sweep of random geometries (kernel 1/3/7, stride 1/2, padding, depthwise and grouped,
+    channel counts not multiples of lanes) at random firing rates, T = 1 or 2."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    rng = np.random.default_rng(BASE_SEED)
+    tb.log.info("seed %d, config %s", BASE_SEED, cfg)
+    n = int(os.environ.get("HWGEN_ACC_LAYERS", "24"))
+    for i in range(n):
+        geo = random_geometry(cfg, rng)
+        w, b = random_weights(cfg, rng, geo, scale=0.1)
+        rate = float(rng.choice([0.05, 0.2, 0.5]))
+        T = int(rng.integers(1, 3))
+        spikes = (rng.random((T, geo.c_in, geo.h, geo.w)) < rate).astype(np.int64)
+        await check(tb, geo, w, b, spikes, label=f"random layer {i}", seed=i + 1,
+                    w_offset=int(rng.integers(0, 5)), b_offset=int(rng.integers(0, 3)))
+
+
+@cocotb.test()
+async def edge_maps(dut):
+    """Empty spike maps, all-ones spike maps, 1x1 spatial (a linear layer), one channel."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    rng = np.random.default_rng(BASE_SEED + 1)
+    cases = [
+        ("empty map", ConvGeometry(5, cfg.lanes + 1, 6, 5, 3, 1, 1), 0.0),
+        ("all ones", ConvGeometry(3, cfg.lanes * 2 - 1, 5, 6, 3, 2, 1), 1.0),
+        ("all ones 7x7", ConvGeometry(2, 3, 7, 7, 7, 1, 3), 1.0),
+        ("linear 1x1 spatial", ConvGeometry(min(cfg.max_channels, 40), 2 * cfg.lanes + 1, 1, 1, 1, 1, 0), 0.4),
+        ("single channel", ConvGeometry(1, 1, 4, 4, 3, 1, 0), 0.5),
+    ]
+    for label, geo, rate in cases:
+        w, b = random_weights(cfg, rng, geo, scale=0.05)
+        spikes = (rng.random((2, geo.c_in, geo.h, geo.w)) < rate).astype(np.int64)
+        await check(tb, geo, w, b, spikes, label=label)
+
+
+@cocotb.test()
+async def encoding_layer(dut):
+    """Multi-bit pixels as bit planes: unsigned, and two's complement (top plane negative)."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    if "encoding" not in cfg.kinds:
+        tb.log.info("config has no encoding support: nothing to test")
+        return
+    rng = np.random.default_rng(BASE_SEED + 2)
+    bits = cfg.input_bits
+    geo = ConvGeometry(min(3, cfg.max_channels), cfg.lanes + 2, 8, 8, 3 if cfg.max_kernel < 7 else 7, 2, 3 if cfg.max_kernel >= 7 else 1)
+    w, b = random_weights(cfg, rng, geo, scale=0.02)
+    pixels = rng.integers(0, 1 << bits, size=(1, geo.c_in, geo.h, geo.w))
+    await check(tb, geo, w, b, pixels, label="encoding unsigned", planes=bits)
+    await check(tb, geo, w, b, pixels, label="encoding signed", planes=bits, signed_planes=True)
+
+
+@cocotb.test()
+async def overflow_wraps(dut):
+    """Weights chosen to overflow the accumulator: it wraps (two's complement), as the spec
+    says; the quantizer is what keeps real programs away from this."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    top = (1 << (cfg.weight_width - 1)) - 1
+    k = 7 if cfg.max_kernel >= 7 else 3
+    # pixels on every bit plane reach the limit soonest; spikes (0/1) need more channels
+    planes = cfg.input_bits if "encoding" in cfg.kinds else 1
+    pix = (1 << planes) - 1
+    c_in = -(-(1 << (cfg.accumulator_width - 1)) // (top * pix * k * k)) + 1
+    assert c_in <= cfg.max_channels and c_in * k * k <= cfg.weight_depth, f"config cannot overflow: needs {c_in} channels"
+    geo = ConvGeometry(c_in, cfg.lanes, k, k, k, 1, k // 2)
+    w = np.full((geo.c_out, c_in, k, k), top)
+    w[1::2] = -top - 1
+    b = np.zeros(geo.c_out, dtype=np.int64)
+    spikes = np.full((1, c_in, geo.h, geo.w), pix, dtype=np.int64)
+    res, exp, exact = await check(tb, geo, w, b, spikes, label="overflow", planes=planes)
+    assert np.abs(exact).max() >= (1 << (cfg.accumulator_width - 1)), \
+        f"test did not reach overflow: max |sum| {np.abs(exact).max()} for {cfg.accumulator_width} bits"
+    assert not np.array_equal(exp, exact)
+
+
+@cocotb.test()
+async def backpressure(dut):
+    """Idle event cycles and drained words refused at random."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    rng = np.random.default_rng(BASE_SEED + 3)
+    for i, (idle, stall) in enumerate([(128, 0), (0, 160), (200, 200)]):
+        geo = ConvGeometry(6, cfg.lanes + 1, 6, 6, 3, 1, 1)
+        w, b = random_weights(cfg, rng, geo, scale=0.1)
+        spikes = (rng.random((2, geo.c_in, geo.h, geo.w)) < 0.3).astype(np.int64)
+        await check(tb, geo, w, b, spikes, label=f"backpressure idle={idle} stall={stall}",
+                    seed=50 + i, in_idle=idle, out_stall=stall)
+
+
+@cocotb.test()
+async def report(dut):
+    """Write the totals checked by the tests above (for the bench and the closing note)."""
+    out = os.environ.get("HWGEN_ACC_SUMMARY")
+    dut._log.info("checked: %s", SUMMARY)
+    if out:
+        with open(out, "w") as fh:
+            json.dump(SUMMARY, fh)

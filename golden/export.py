@@ -4,10 +4,12 @@ Folder layout (written atomically: assembled in a temporary sibling, renamed on 
 
     program.json        header + layer descriptors (docs/program.md)
     arrays.npz          integer weights, biases, thresholds by "<layer>.<role>"
-    memories/           one $readmemh file per on-chip memory, plus memory_map.json
-        weights.hex     every conv/linear weight, one signed weight_width word per line
-        biases.hex      every bias, bias_width bits
-        thresholds.hex  every LIF threshold, threshold_width bits
+    memories/           one $readmemh file per on-chip memory, in the hardware's word layout
+                        (hwgen.layout), plus memory_map.json (lanes, width, words, depth)
+        weights.hex     conv/linear weights, a word of accumulator.lanes weights per line
+        biases.hex      biases, a word of accumulator.lanes biases per line
+        thresholds.hex  LIF thresholds, a row of lif.lanes thresholds per line (padded
+                        channels get the largest threshold: they never fire)
     traces.npz          for the sample images: "input" (integer pixels [B, C, H, W]), every
                         layer's output "<layer>" ([T, B, ...]: currents, spikes, sums), LIF
                         pre-reset membranes "<layer>.membrane", "labels", "float_logits"
@@ -25,9 +27,9 @@ from golden.intsim import IntegerEngine
 from golden.program import Program, write_program_files
 from hwgen.fsutil import atomic_output_dir
 from hwgen.config import HwConfig
-from hwgen.sim.hexfile import write_values
+from hwgen.sim.hexfile import write_lanes
 
-__all__ = ["load_model", "assign_memories", "export_program", "replay", "load_traces"]
+__all__ = ["load_model", "export_program", "replay", "load_traces", "MemoryFitError"]
 
 
 def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, random_init: int | None = None,
@@ -66,33 +68,74 @@ def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, 
     return model.eval()
 
 
-def assign_memories(program: Program) -> dict:
-    """Give every weight, bias and threshold array an offset in its memory (in words), record it
-    in the layer's attrs and return the memory map."""
+class MemoryFitError(ValueError):
+    """The program's weights, biases or thresholds do not fit the configured memories."""
+
+
+def _memory_images(program: Program) -> dict[str, tuple[int, list[np.ndarray]]]:
+    """Every weight, bias and threshold in the hardware's word layout (hwgen.layout), with its
+    offset recorded in the layer (``weight_offset`` ... in words) and, for conv and linear
+    layers, the accumulator array's run-time descriptor (``acc_descriptor``)."""
+    from hwgen.layout import ConvGeometry, bias_words, descriptor, weight_words
+
     hw = program.header["hw"]
-    mems = {"weights": {"width": hw["accumulator"]["weight_width"], "words": 0},
-            "biases": {"width": hw["accumulator"]["bias_width"], "words": 0},
-            "thresholds": {"width": hw["lif"]["threshold_width"], "words": 0}}
-    role_mem = {"weight": "weights", "bias": "biases", "threshold": "thresholds"}
+    acc_lanes, lif_lanes = hw["accumulator"]["lanes"], hw["lif"]["lanes"]
+    th_max = (1 << hw["lif"]["threshold_width"]) - 1
+    images = {"weights": [], "biases": [], "thresholds": []}
+    used = {"weights": 0, "biases": 0, "thresholds": 0}
+
+    def place(mem, words):
+        offset = used[mem]
+        images[mem].append(words)
+        used[mem] += len(words)
+        return offset
+
     for layer in program.layers:
-        for role, key in layer.arrays.items():
-            mem = mems[role_mem[role]]
-            layer.attrs[f"{role}_offset"] = mem["words"]
-            mem["words"] += int(program.arrays[key].size)
-    return mems
+        a = layer.attrs
+        if layer.kind in ("conv", "linear"):
+            w = program.array(layer, "weight").astype(np.int64)
+            if layer.kind == "linear":
+                w = w[:, :, None, None]
+                geo = ConvGeometry(a["in_features"], a["out_features"], 1, 1)
+            else:
+                c, h, wd = a["in_shape"]
+                geo = ConvGeometry(a["in_channels"], a["out_channels"], h, wd, a["kernel"], a["stride"],
+                                   a["padding"], a["groups"])
+            a["weight_offset"] = place("weights", weight_words(w, geo.groups, acc_lanes))
+            a["bias_offset"] = place("biases", bias_words(program.array(layer, "bias").astype(np.int64), geo.groups, acc_lanes))
+            signed = layer.kind == "conv" and a["input"] == "pixels" and program.header["input"]["signed"]
+            a["acc_descriptor"] = descriptor(geo, acc_lanes, w_offset=a["weight_offset"], b_offset=a["bias_offset"],
+                                             signed_planes=signed).as_dict()
+        elif layer.kind == "lif":
+            th = program.array(layer, "threshold").astype(np.int64)
+            rows = -(-len(th) // lif_lanes)
+            padded = np.full(rows * lif_lanes, th_max, dtype=np.int64)  # padding neurons never fire
+            padded[:len(th)] = th
+            a["threshold_offset"] = place("thresholds", padded.reshape(rows, lif_lanes))
+    return {name: (used[name], parts) for name, parts in images.items()}
 
 
-def _write_memories(program: Program, folder: Path, mems: dict) -> None:
+def _write_memories(program: Program, folder: Path) -> dict:
+    hw = program.header["hw"]
+    widths = {"weights": hw["accumulator"]["weight_width"], "biases": hw["accumulator"]["bias_width"],
+              "thresholds": hw["lif"]["threshold_width"]}
+    depths = {"weights": hw["accumulator"]["weight_depth"], "biases": hw["accumulator"]["bias_depth"],
+              "thresholds": hw["lif"]["threshold_depth"]}
+    images = _memory_images(program)
+    short = [f"{name} memory: the program needs {words} words, the hardware has {depths[name]}: "
+             f"{words - depths[name]} words short" for name, (words, _) in images.items() if words > depths[name]]
+    if short:
+        raise MemoryFitError("program does not fit: " + "; ".join(short))
     folder.mkdir()
-    role_mem = {"weight": "weights", "bias": "biases", "threshold": "thresholds"}
-    chunks = {name: [] for name in mems}
-    for layer in program.layers:
-        for role, key in layer.arrays.items():
-            chunks[role_mem[role]].append(program.arrays[key].reshape(-1).astype(np.int64))
-    for name, parts in chunks.items():
-        values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        write_values(folder / f"{name}.hex", values, mems[name]["width"])
+    mems = {}
+    for name, (words, parts) in images.items():
+        lanes = parts[0].shape[1] if parts else 1
+        values = np.concatenate(parts) if parts else np.zeros((0, lanes), dtype=np.int64)
+        write_lanes(folder / f"{name}.hex", values, widths[name])
+        mems[name] = {"lanes": lanes, "width": widths[name], "words": int(words), "depth": depths[name],
+                      "fits": bool(words <= depths[name])}
     (folder / "memory_map.json").write_text(json.dumps(mems, indent=1) + "\n")
+    return mems
 
 
 def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -112,10 +155,9 @@ def export_program(program: Program, out: str | Path, *, images: torch.Tensor | 
                    force: bool = False, log=print) -> Path:
     """Write the program folder; with ``images``, also run the engine and write traces."""
     out = Path(out)
-    mems = assign_memories(program)
     with atomic_output_dir(out, force=force) as tmp:
+        _write_memories(program, tmp / "memories")   # also records offsets and descriptors
         write_program_files(program, tmp)
-        _write_memories(program, tmp / "memories", mems)
         if images is not None:
             engine = IntegerEngine(program)
             env = engine.run(engine.encode(images))

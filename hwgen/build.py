@@ -43,6 +43,9 @@ def units_for(cfg: HwConfig) -> list[tuple[str, wiring.Component]]:
     if cfg.lif is not None:
         from hwgen.units.lif import LifCore
         units.append(("lif_core", LifCore(cfg.lif)))
+    if cfg.accumulator is not None:
+        from hwgen.units.accumulator import AccumulatorArray
+        units.append(("acc_array", AccumulatorArray(cfg.accumulator)))
     return units
 
 

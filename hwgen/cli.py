@@ -39,7 +39,7 @@ def _cmd_quantize(args) -> int:
     import torch
 
     from golden.checkpoint import CheckpointError
-    from golden.export import export_program, load_model
+    from golden.export import MemoryFitError, export_program, load_model
     from golden.fold import fold_model
     from golden.quantize import QuantizationError, calibrate, quantize
     from hwgen.fsutil import OutputExists
@@ -94,6 +94,9 @@ def _cmd_quantize(args) -> int:
     except OutputExists as e:
         print(f"hwgen quantize: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryFitError as e:
+        print(f"hwgen quantize: {e}", file=sys.stderr)
+        return EXIT_FAIL
     convs = sum(1 for layer in program.layers if layer.kind == "conv")
     print(f"wrote {args.out}: {len(program.layers)} layers ({convs} conv), {args.weight_bits}-bit weights, "
           f"widest accumulator {max(layer.attrs.get('acc_bits', 0) for layer in program.layers)} of "

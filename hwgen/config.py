@@ -113,8 +113,13 @@ class LifConfig:
     reset: str = _field(default="hard", kind=str, choices=("hard", "subtract"),
                         help="hard: to zero on a spike; subtract: subtract the threshold")
     max_timesteps: int = _field(default=16, min=1, max=1 << 12, help="largest T a run may use")
+    threshold_depth: int = _field(default=1024, min=1, max=1 << 20,
+                                  help="threshold memory rows of lanes thresholds, for every layer of a program")
 
     def inconsistencies(self):
+        if self.threshold_depth < self.channels // self.lanes:
+            yield ("threshold_depth", self.threshold_depth,
+                   f"must be >= channels / lanes = {self.channels // self.lanes}: one layer's thresholds must fit")
         if self.neurons % self.lanes:
             yield ("neurons", self.neurons,
                    f"must be a multiple of lanes ({self.lanes}): lane l holds neurons l, l+lanes, ...")
@@ -137,6 +142,7 @@ class LifConfig:
 
     @property
     def threshold_rows(self) -> int:
+        """Most threshold rows one layer uses: channels / lanes."""
         return self.channels // self.lanes
 
 

@@ -24,8 +24,8 @@ def test_build_writes_lint_clean_verilog_and_manifest(tmp_path):
     assert f"wrote {out}/lif_core.v" in res.stdout
     synth = json.loads((out / "synth_lif_core.json").read_text())
     assert synth["top"] == "lif_core" and synth["cells"] > 100 and synth["flip_flops"] > 10
-    # membrane memory (256 rows x 4 x 18 bits) and threshold memory (16 rows x 4 x 11 bits)
-    assert synth["memory_bits"] == 256 * 4 * 18 + 16 * 4 * 11
+    # membrane memory (256 rows x 4 x 18 bits) and threshold memory (1024 rows x 4 x 11 bits)
+    assert synth["memory_bits"] == 256 * 4 * 18 + 1024 * 4 * 11
     assert "Estimated number of transistors" in (out / "synth_lif_core.txt").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["lint"] == "clean"

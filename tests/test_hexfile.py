@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_values, write_words
+from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_lanes, write_values, write_words
 
 
 @pytest.mark.parametrize("lanes, width", [(1, 1), (3, 7), (4, 12), (16, 28), (2, 62)])
@@ -28,3 +28,10 @@ def test_write_values_matches_packed_words(tmp_path):
     write_words(tmp_path / "b.hex", pack_bits(vals[:, None], 8))
     assert (tmp_path / "a.hex").read_text() == (tmp_path / "b.hex").read_text()
     assert (tmp_path / "a.hex").read_text().splitlines()[:5] == ["00", "01", "ff", "7f", "80"]
+
+
+def test_write_lanes_in_chunks_matches_one_piece(tmp_path):
+    vals = np.random.default_rng(1).integers(-100, 100, size=(37, 3))
+    write_lanes(tmp_path / "a.hex", vals, 9, chunk=5)
+    write_words(tmp_path / "b.hex", pack_bits(vals, 9))
+    assert (tmp_path / "a.hex").read_text() == (tmp_path / "b.hex").read_text()

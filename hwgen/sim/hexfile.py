@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pack_bits", "unpack_fields", "write_words", "read_words", "write_values"]
+__all__ = ["pack_bits", "unpack_fields", "write_words", "read_words", "write_values", "write_lanes"]
 
 
 def pack_bits(values: np.ndarray, width: int) -> np.ndarray:
@@ -59,6 +59,20 @@ def read_words(path: Path, nbits: int) -> np.ndarray:
         return np.zeros((0, nbits), dtype=np.uint8)
     data = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), nbytes)
     return np.unpackbits(data, axis=1, bitorder="little")[:, :nbits]
+
+
+def write_lanes(path: Path, values: np.ndarray, width: int, chunk: int = 1 << 16) -> None:
+    """Words of ``lanes`` fields (``values[words, lanes]``), one hex word per line; written in
+    chunks so that memories of tens of millions of weights stay within a few MB of RAM."""
+    values = np.asarray(values, dtype=np.int64)
+    with open(path, "w") as fh:
+        for i in range(0, len(values), chunk):
+            bits = pack_bits(values[i:i + chunk], width)
+            nbits = bits.shape[1]
+            digits = max(1, (nbits + 3) // 4)
+            pad = (-nbits) % 8
+            data = np.packbits(np.pad(bits, ((0, 0), (0, pad))), axis=1, bitorder="little")[:, ::-1]
+            fh.write("".join(row.tobytes().hex()[-digits:] + "\n" for row in data))
 
 
 def write_values(path: Path, values: np.ndarray, width: int) -> None:

@@ -54,7 +54,7 @@ def lif_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase: str
         "THRESHOLD_WIDTH": cfg.threshold_width,
         "BEATS_WIDTH": _bits(cfg.beats + 1),
         "ROWS_WIDTH": _bits(cfg.threshold_rows + 1),
-        "ROW_ADDR_WIDTH": _bits(max(cfg.threshold_rows, 2)),
+        "ROW_ADDR_WIDTH": _bits(max(cfg.threshold_depth, 2)),
         "STEPS_WIDTH": _bits(cfg.max_timesteps + 1),
         "DEPTH": HARNESS_DEPTH,
     }

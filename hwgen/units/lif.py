@@ -38,6 +38,9 @@ class LifCore(wiring.Component):
         pre-reset membrane H (``frac_bits`` fractional bits).
     thr_write : In
         ``en``, ``addr`` (threshold row), ``data`` (``lanes`` unsigned thresholds). Write while idle.
+        The memory holds ``threshold_depth`` rows: the thresholds of every layer of a program.
+    thr_base : In
+        First threshold row of the current layer (sampled while a run is active).
     start : In(1)
         One-cycle pulse: begin a run (an image). Membranes read as zero during timestep 0, so no
         clearing pass is needed.
@@ -59,12 +62,13 @@ class LifCore(wiring.Component):
             "spikes": Out(stream.Signature(lif_output_layout(cfg))),
             "thr_write": In(wiring.Signature({
                 "en": Out(1),
-                "addr": Out(range(cfg.threshold_rows)),
+                "addr": Out(range(max(cfg.threshold_depth, 2))),
                 "data": Out(thr_row),
             })),
             "start": In(1),
             "beats": In(range(cfg.beats + 1)),
             "thr_rows": In(range(cfg.threshold_rows + 1)),
+            "thr_base": In(range(max(cfg.threshold_depth, 2))),
             "timesteps": In(range(cfg.max_timesteps + 1)),
             "busy": Out(1),
             "done": Out(1),
@@ -81,7 +85,7 @@ class LifCore(wiring.Component):
         m.submodules.membrane_mem = mem_v = memory.Memory(
             shape=data.ArrayLayout(signed(cfg.membrane_width), cfg.lanes), depth=cfg.beats, init=[])
         m.submodules.threshold_mem = mem_th = memory.Memory(
-            shape=data.ArrayLayout(unsigned(cfg.threshold_width), cfg.lanes), depth=cfg.threshold_rows, init=[])
+            shape=data.ArrayLayout(unsigned(cfg.threshold_width), cfg.lanes), depth=cfg.threshold_depth, init=[])
         v_write = mem_v.write_port()
         # Transparent, so a beat that reads the row written back in the same cycle sees the
         # new membrane (happens when a timestep is a single beat).
@@ -113,7 +117,7 @@ class LifCore(wiring.Component):
             self.currents.ready.eq(accepting & advance),
             v_read.addr.eq(beat),
             v_read.en.eq(take),
-            th_read.addr.eq(row),
+            th_read.addr.eq(self.thr_base + row),
             th_read.en.eq(take),
         ]
 

@@ -112,17 +112,25 @@ def test_export_replays_layer_by_layer(tmp_path, program, images):
 
 
 def test_memories_match_the_map(tmp_path, program):
-    out = export_program(program, tmp_path / "prog", log=lambda m: None)
     import json
+
+    from hwgen.layout import weight_words
+    from hwgen.sim.hexfile import read_words, unpack_fields
+
+    out = export_program(program, tmp_path / "prog", log=lambda m: None)
     mems = json.loads((out / "memories" / "memory_map.json").read_text())
     for name, mem in mems.items():
         lines = (out / "memories" / f"{name}.hex").read_text().splitlines()
-        assert len(lines) == mem["words"]
-        assert all(len(line) == (mem["width"] + 3) // 4 for line in lines[:100])
-    layer = next(layer for layer in load_program(out).layers if layer.kind == "conv")
-    first = program.array(layer, "weight").reshape(-1)[:4]
-    lines = (out / "memories" / "weights.hex").read_text().splitlines()[layer.attrs["weight_offset"]:][:4]
-    assert [int(x, 16) - (256 if int(x, 16) > 127 else 0) for x in lines] == first.tolist()
+        assert len(lines) == mem["words"] and mem["fits"]
+        assert all(len(line) == (mem["lanes"] * mem["width"] + 3) // 4 for line in lines[:100])
+    # a conv's weights sit at its offset in the accumulator array's word layout
+    layer = [layer for layer in load_program(out).layers if layer.kind == "conv"][2]
+    lanes, width = mems["weights"]["lanes"], mems["weights"]["width"]
+    words = unpack_fields(read_words(out / "memories" / "weights.hex", lanes * width), lanes, width, signed=True)
+    expect = weight_words(program.array(layer, "weight"), layer.attrs["groups"], lanes)
+    off = layer.attrs["weight_offset"]
+    assert np.array_equal(words[off:off + len(expect)], expect)
+    assert layer.attrs["acc_descriptor"]["w_offset"] == off
 
 
 def test_too_narrow_hardware_is_reported_per_layer(folded):
@@ -139,3 +147,14 @@ def test_weight_bits_change_precision(folded):
     for layer in p4.layers:
         if layer.kind in ("conv", "linear"):
             assert np.abs(p4.array(layer, "weight")).max() <= 7
+
+
+def test_program_too_big_for_memories_is_refused(tmp_path, program):
+    import copy
+
+    from golden.export import MemoryFitError
+    small = copy.deepcopy(program)
+    small.header["hw"]["accumulator"]["weight_depth"] = 1000
+    with pytest.raises(MemoryFitError, match=r"weights memory: the program needs \d+ words, the hardware has 1000"):
+        export_program(small, tmp_path / "prog", log=lambda m: None)
+    assert not (tmp_path / "prog").exists()

@@ -136,6 +136,14 @@ module lif_harness #(
         end
     end
 
+    // the row counter and the memory address may differ in width either way
+    logic [ROW_ADDR_WIDTH-1:0] thr_addr;
+    if (ROWS_WIDTH >= ROW_ADDR_WIDTH) begin : g_addr_narrow
+        assign thr_addr = row[ROW_ADDR_WIDTH-1:0];
+    end else begin : g_addr_wide
+        assign thr_addr = {{(ROW_ADDR_WIDTH - ROWS_WIDTH){1'b0}}, row};
+    end
+
     lif_core dut (
         .clk(clk),
         .rst(rst),
@@ -146,11 +154,12 @@ module lif_harness #(
         .spikes__valid(out_valid),
         .spikes__ready(out_ready),
         .thr_write__en(state == THRESHOLDS),
-        .thr_write__addr(row[ROW_ADDR_WIDTH-1:0]),
-        .thr_write__data(thr_img[row[ROW_ADDR_WIDTH-1:0]]),
+        .thr_write__addr(thr_addr),
+        .thr_write__data(thr_img[thr_addr]),
         .start(start),
         .beats(beats),
         .thr_rows(thr_rows),
+        .thr_base('0),
         .timesteps(timesteps),
         .busy(busy),
         .done(done)

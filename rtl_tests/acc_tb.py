@@ -209,3 +209,28 @@ async def report(dut):
     if out:
         with open(out, "w") as fh:
             json.dump(SUMMARY, fh)
+
+
+@cocotb.test(skip=os.environ.get("HWGEN_ACC_BENCH_IN") is None)
+async def bench_layers(dut):
+    """Layers listed in HWGEN_ACC_BENCH_IN (an .npz written by tools/bench_accumulator.py), each
+    checked exactly; counters and wall time go to HWGEN_ACC_BENCH_OUT (JSON)."""
+    import time
+
+    tb = AccHarness(dut)
+    spec = np.load(os.environ["HWGEN_ACC_BENCH_IN"], allow_pickle=False)
+    n = int(spec["count"])
+    results = []
+    for i in range(n):
+        g = [int(v) for v in spec[f"geo{i}"]]
+        geo = ConvGeometry(*g)
+        planes = int(spec[f"planes{i}"])
+        t0 = time.perf_counter()
+        res, _, _ = await check(tb, geo, spec[f"w{i}"], spec[f"b{i}"], spec[f"x{i}"], label=str(spec[f"label{i}"]),
+                                planes=planes)
+        results.append({"label": str(spec[f"label{i}"]), "geometry": g, "planes": planes,
+                        "timesteps": int(spec[f"x{i}"].shape[0]), "counters": res.counters,
+                        "harness_cycles": res.cycles, "wall_s": time.perf_counter() - t0, "sim_s": res.sim_wall,
+                        "descriptor": res.descriptor.as_dict()})
+    with open(os.environ["HWGEN_ACC_BENCH_OUT"], "w") as fh:
+        json.dump(results, fh)

@@ -98,6 +98,7 @@ class AccResult:
     counters: dict[str, int]
     cycles: int                 # harness: start .. last drain
     descriptor: Descriptor
+    sim_wall: float = 0.0       # wall seconds from `go` to `finished`: the RTL running alone
 
 
 class AccHarness:
@@ -183,7 +184,10 @@ class AccHarness:
         d.n_weights.value, d.n_biases.value, d.n_events.value = len(w_img), len(b_img), len(events)
         d.timesteps.value = T
         d.seed.value, d.in_idle.value, d.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
+        import time
+
         await self._pulse(d.load)
+        t0 = time.perf_counter()
         await self._pulse(d.go)
         await RisingEdge(d.clk)
         limit = 64 * (len(w_img) + len(b_img) + len(events) * (geo.kernel ** 2) * max(1, desc.group_words)
@@ -194,6 +198,7 @@ class AccHarness:
                 raise TimeoutError(f"accumulator harness not finished after {limit} cycles "
                                    f"({int(d.outputs.value)} of {desc.drain_words * T} words out)")
         await RisingEdge(d.clk)
+        sim_wall = time.perf_counter() - t0
         n_out = int(d.outputs.value)
         if n_out != desc.drain_words * T:
             raise AssertionError(f"unit drained {n_out} words, expected {desc.drain_words * T}")
@@ -211,4 +216,4 @@ class AccHarness:
                                  f"expected {np.flatnonzero(expected_last)[:8]}")
         sums = np.stack([unpad_accumulators(data[t * desc.drain_words:(t + 1) * desc.drain_words], geo, L)
                          for t in range(T)])
-        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc)
+        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc, sim_wall=sim_wall)

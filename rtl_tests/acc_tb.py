@@ -228,6 +228,9 @@ async def bench_layers(dut):
         t0 = time.perf_counter()
         res, _, _ = await check(tb, geo, spec[f"w{i}"], spec[f"b{i}"], spec[f"x{i}"], label=str(spec[f"label{i}"]),
                                 planes=planes)
+        if f"e{i}" in spec:   # replay of an exported trace: the RTL must equal the traced integers too
+            assert_exact(f"[{spec[f'label{i}']}] traced accumulator", spec[f"e{i}"], res.sums,
+                         ("timestep", "channel", "y", "x"))
         results.append({"label": str(spec[f"label{i}"]), "geometry": g, "planes": planes,
                         "timesteps": int(spec[f"x{i}"].shape[0]), "counters": res.counters,
                         "harness_cycles": res.cycles, "wall_s": time.perf_counter() - t0, "sim_s": res.sim_wall,

@@ -25,7 +25,7 @@ import numpy as np
 
 from hwgen.config import load_config
 from hwgen.layout import ConvGeometry
-from hwgen.sim.accumulator import acc_sim_run
+from hwgen.sim.accumulator import acc_sim_run, layers_from_program, write_layer_specs
 from hwgen.sim.runner import REPO_ROOT, run_cocotb
 
 RATES = (0.05, 0.1, 0.2, 0.5)
@@ -52,32 +52,6 @@ def random_layers(cfg, rng):
     return layers
 
 
-def program_layers(folder: Path, cfg):
-    from golden.export import load_traces
-    from golden.program import load_program
-
-    program = load_program(folder)
-    traces = load_traces(folder)
-    layers = []
-    for layer in program.layers:
-        a = layer.attrs
-        if layer.kind not in ("conv", "linear"):
-            continue
-        w = program.array(layer, "weight").astype(np.int64)
-        b = program.array(layer, "bias").astype(np.int64)
-        if layer.kind == "linear":
-            geo = ConvGeometry(a["in_features"], a["out_features"], 1, 1)
-            x = traces[layer.inputs[0]][:, 0, :, None, None].astype(np.int64)
-            w = w[:, :, None, None]
-        else:
-            c, h, wd = a["in_shape"]
-            geo = ConvGeometry(a["in_channels"], a["out_channels"], h, wd, a["kernel"], a["stride"], a["padding"], a["groups"])
-            x = traces[layer.inputs[0]][:, 0].astype(np.int64) if a["input"] == "spikes" else traces["input"][None, 0].astype(np.int64)
-        planes = cfg.input_bits if layer.kind == "conv" and a["input"] == "pixels" else 1
-        layers.append((layer.name, geo, w, b, x, planes))
-    return layers
-
-
 def dense_ops(geo: ConvGeometry, lanes: int) -> int:
     """Weight words issued if every input were a spike (border-aware), i.e. dense-scan cycles."""
     def span(t, n_out):
@@ -98,13 +72,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(7)
     layers = random_layers(cfg, rng)
     if args.program:
-        layers = program_layers(Path(args.program), cfg) + layers
+        layers = layers_from_program(Path(args.program), cfg) + layers
     work = Path(tempfile.mkdtemp(prefix="bench_acc_", dir=REPO_ROOT / "build"))
-    spec = {"count": np.array(len(layers))}
-    for i, (label, geo, w, b, x, planes) in enumerate(layers):
-        spec.update({f"geo{i}": np.array([geo.c_in, geo.c_out, geo.h, geo.w, geo.kernel, geo.stride, geo.padding, geo.groups]),
-                     f"w{i}": w, f"b{i}": b, f"x{i}": x, f"planes{i}": np.array(planes), f"label{i}": np.array(label)})
-    np.savez(work / "layers.npz", **spec)
+    write_layer_specs(work / "layers.npz", layers)
     run = acc_sim_run(hw, test_module="acc_tb", test_dir=REPO_ROOT / "rtl_tests", testcase="bench_layers",
                       env={"HWGEN_ACC_BENCH_IN": str(work / "layers.npz"), "HWGEN_ACC_BENCH_OUT": str(work / "out.json")})
     run.log_file = work / "sim.log"

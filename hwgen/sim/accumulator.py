@@ -21,7 +21,8 @@ from hwgen.layout import ConvGeometry, Descriptor, bias_words, descriptor, unpad
 from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun
 
-__all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "CONFIG_ENV"]
+__all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "CONFIG_ENV",
+           "layers_from_program", "write_layer_specs"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 17
@@ -217,3 +218,54 @@ class AccHarness:
         sums = np.stack([unpad_accumulators(data[t * desc.drain_words:(t + 1) * desc.drain_words], geo, L)
                          for t in range(T)])
         return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc, sim_wall=sim_wall)
+
+
+def layers_from_program(folder: Path, cfg: AccumulatorConfig, image: int = 0):
+    """Every conv and linear layer of an exported program, with its traced input spikes (or
+    integer pixels) for one image: ``(name, geometry, weight, bias, inputs[T, C, H, W], planes,
+    traced)`` where ``traced`` is the exported output minus its residual (the unit does not add
+    the membrane shortcut), ``[T, C_out, H_out, W_out]``."""
+    from golden.export import load_traces
+    from golden.program import load_program
+
+    program = load_program(folder)
+    traces = load_traces(folder)
+    layers = []
+    for layer in program.layers:
+        a = layer.attrs
+        if layer.kind not in ("conv", "linear"):
+            continue
+        w = program.array(layer, "weight").astype(np.int64)
+        b = program.array(layer, "bias").astype(np.int64)
+        planes = 1
+        if layer.kind == "linear":
+            geo = ConvGeometry(a["in_features"], a["out_features"], 1, 1)
+            x = traces[layer.inputs[0]][:, image, :, None, None].astype(np.int64)
+            w = w[:, :, None, None]
+            traced = traces[layer.name][:, image, :, None, None].astype(np.int64)
+        else:
+            c, h, wd = a["in_shape"]
+            geo = ConvGeometry(a["in_channels"], a["out_channels"], h, wd, a["kernel"], a["stride"],
+                               a["padding"], a["groups"])
+            if a["input"] == "pixels":
+                x = np.repeat(traces["input"][None, image], program.T, axis=0).astype(np.int64)
+                planes = cfg.input_bits
+            else:
+                x = traces[layer.inputs[0]][:, image].astype(np.int64)
+            traced = traces[layer.name][:, image].astype(np.int64)
+            if a["residual"] is not None:
+                traced = traced - traces[a["residual"]][:, image].astype(np.int64)
+        layers.append((layer.name, geo, w, b, x, planes, traced))
+    return layers
+
+
+def write_layer_specs(path: Path, layers) -> None:
+    """The .npz read by acc_tb.bench_layers."""
+    spec = {"count": np.array(len(layers))}
+    for i, (label, geo, w, b, x, planes, *traced) in enumerate(layers):
+        if traced:
+            spec[f"e{i}"] = traced[0]
+        spec.update({f"geo{i}": np.array([geo.c_in, geo.c_out, geo.h, geo.w, geo.kernel, geo.stride, geo.padding,
+                                          geo.groups]),
+                     f"w{i}": w, f"b{i}": b, f"x{i}": x, f"planes{i}": np.array(planes), f"label{i}": np.array(label)})
+    np.savez(path, **spec)

@@ -46,6 +46,9 @@ def units_for(cfg: HwConfig) -> list[tuple[str, wiring.Component]]:
     if cfg.accumulator is not None:
         from hwgen.units.accumulator import AccumulatorArray
         units.append(("acc_array", AccumulatorArray(cfg.accumulator)))
+    if cfg.sdsa is not None:
+        from hwgen.units.sdsa import SdsaUnit
+        units.append(("sdsa_unit", SdsaUnit(cfg=cfg.sdsa)))
     return units
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "HwConfig", "load_config"]
+__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "SdsaConfig", "HwConfig", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -175,7 +175,71 @@ class AccumulatorConfig:
             yield ("bias_width", self.bias_width, f"must be <= accumulator_width ({self.accumulator_width})")
 
 
-_SECTIONS = {"lif": LifConfig, "accumulator": AccumulatorConfig}
+@dataclass(frozen=True)
+class SdsaConfig:
+    """Spike-driven self-attention unit (``sdsa:`` section; hwgen/units/sdsa.py, docs/sdsa.md).
+
+    ``heads``, ``head_dim`` and ``max_tokens`` are the largest a layer may use; a layer sets its
+    own (smaller or equal) values in the run-time registers. Widths are unsigned and proven
+    sufficient here, once: no count can overflow (``inconsistencies``).
+    """
+
+    variant: int = _field(choices=(1, 2, 3, 4), help="SDSA variant (paper, appendix A); 3 is the default")
+    lanes: int = _field(min=1, max=64, help="additions per cycle (one KV row block / counter block)")
+    heads: int = _field(min=1, max=64, help="most attention heads of a layer")
+    head_dim: int = _field(min=1, max=1024, help="largest head dimension d = C / heads")
+    max_tokens: int = _field(min=1, max=1 << 16, help="most tokens N = H * W of a layer")
+    count_width: int = _field(min=1, max=32, help="unsigned K^T V entry (SDSA-3/4) / token counter (SDSA-1/2) width, bits")
+    acc_width: int = _field(min=1, max=48, help="unsigned attention value A width (output), bits")
+    max_timesteps: int = _field(default=16, min=1, max=1 << 12, help="largest T a run may use")
+    counter_width: int = _field(default=32, min=8, max=48, help="performance counter width, bits")
+
+    @classmethod
+    def from_dict(cls, raw, source: str = "<memory>") -> "SdsaConfig":
+        """Validate a mapping like a YAML ``sdsa:`` section (ConfigError names key and value)."""
+        return _parse_section(cls, raw, source, "sdsa")
+
+    def inconsistencies(self):
+        # A KV entry counts tokens where K[i] and V[j] both spike; an SDSA-1/2 counter counts
+        # tokens: both are at most N.
+        need = _ubits(self.max_tokens)
+        if self.count_width < need:
+            yield ("count_width", self.count_width,
+                   f"must be >= {need} to count up to max_tokens ({self.max_tokens}) without overflow")
+        # A[j, n] = sum_i Q[i, n] KV[i, j] <= d * N (SDSA-3/4); A[c] <= N (SDSA-1/2).
+        top = self.max_tokens * self.head_dim if self.attention_matrix else self.max_tokens
+        if self.acc_width < _ubits(top):
+            yield ("acc_width", self.acc_width,
+                   f"must be >= {_ubits(top)} to hold A <= {top} "
+                   f"({'max_tokens * head_dim' if self.attention_matrix else 'max_tokens'}) without overflow")
+        if self.heads * self.head_dim > 1 << 13:
+            yield ("head_dim", self.head_dim,
+                   f"heads * head_dim = {self.heads * self.head_dim} channels: at most {1 << 13} "
+                   "(the input beat carries every channel)")
+
+    @property
+    def attention_matrix(self) -> bool:
+        """SDSA-3/4 (Q (K^T V)); False for the per-channel counts of SDSA-1/2."""
+        return self.variant in (3, 4)
+
+    @property
+    def blocks(self) -> int:
+        """Lane blocks per head: ceil(head_dim / lanes) (generation time, largest head)."""
+        return -(-self.head_dim // self.lanes)
+
+    @property
+    def memory_depth(self) -> int:
+        """Words of ``lanes`` counts: K^T V rows x blocks (3/4) or channel blocks (1/2)."""
+        rows = self.heads * self.head_dim if self.attention_matrix else self.heads
+        return rows * self.blocks
+
+
+def _ubits(n: int) -> int:
+    """Bits of an unsigned integer that holds ``n``."""
+    return max(1, int(n).bit_length())
+
+
+_SECTIONS = {"lif": LifConfig, "accumulator": AccumulatorConfig, "sdsa": SdsaConfig}
 
 
 @dataclass(frozen=True)
@@ -185,6 +249,7 @@ class HwConfig:
     name: str
     lif: LifConfig | None = None
     accumulator: AccumulatorConfig | None = None
+    sdsa: SdsaConfig | None = None
     source: str = "<memory>"
 
     @classmethod

@@ -103,10 +103,38 @@ def _lif_shift_and_threshold(v_th: float, unit: float, max_shift: int = 16, res_
     return q, int(round(ratio * (1 << q))), False
 
 
+def _channel_thresholds(w: np.ndarray, qmax: int, cap: int, *, search: bool) -> np.ndarray:
+    """Integer threshold per output channel for weights ``w[C, n]`` (in threshold units).
+
+    ``th = floor(qmax / max|w|)`` maps the largest weight to the top code (no clipping). With
+    ``search``, candidates up to 4x finer are tried per channel and the one with the least
+    squared weight error (rounding plus clipping to the code range) wins: a few outliers then
+    saturate so the bulk of the weights gets more codes. This matters at 6 and 4 bits."""
+    amax = np.abs(w).max(axis=1)
+    safe = np.where(amax > 0, amax, 1.0)
+    base = np.clip(np.floor(qmax / safe), 1, cap)
+    if search:
+        best, best_err = base.copy(), np.full(len(w), np.inf)
+        for f in np.geomspace(1.0, 4.0, 25):
+            th = np.clip(np.floor(base * f), 1, cap)
+            q = np.clip(np.rint(w * th[:, None]), -qmax - 1, qmax) / th[:, None]
+            err = ((q - w) ** 2).sum(axis=1)
+            better = err < best_err
+            best, best_err = np.where(better, th, best), np.where(better, err, best_err)
+        base = best
+    return np.where(amax > 0, base, cap).astype(np.int64)
+
+
 def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_scale: float | None = None,
-             calibration: Calibration | None = None, input_shape=None, model_name: str = "model") -> Program:
+             calibration: Calibration | None = None, input_shape=None, model_name: str = "model",
+             clip: str | None = None) -> Program:
     """Quantize ``folded`` for ``hw``. ``input_scale`` (value of one pixel LSB) wins over the
-    calibration; one of them is needed. ``input_shape`` is ``[C, H, W]`` of one image."""
+    calibration; one of them is needed. ``input_shape`` is ``[C, H, W]`` of one image.
+    ``clip``: ``"max"`` (no weight clipping) or ``"mse"`` (per-channel search, see
+    :func:`_channel_thresholds`); default ``"max"`` at 8 bits and more, ``"mse"`` below."""
+    clip = clip or ("max" if weight_bits >= 8 else "mse")
+    if clip not in ("max", "mse"):
+        raise ValueError(f"clip must be 'max' or 'mse', not {clip!r}")
     if hw.lif is None or hw.accumulator is None:
         raise ValueError(f"{hw.source}: quantizing needs both a 'lif' and an 'accumulator' section")
     acc_cfg, lif_cfg = hw.accumulator, hw.lif
@@ -152,7 +180,7 @@ def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_s
     def readers(name):
         return [s for s in steps if name in s.inputs]
 
-    stream_amax: dict[str, np.ndarray] = {}    # stream root -> largest |weight| per channel
+    stream_w: dict[str, np.ndarray] = {}       # stream root -> every contributor's weights [C, n]
     stream_vth: dict[str, float] = {}
     tokens_of: dict[str, int] = {}              # stream root -> tokens, if it feeds the head
     for root, members in streams.items():
@@ -178,13 +206,11 @@ def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_s
                              "one shared threshold is needed for one shared scale")
         stream_vth[root] = vths.pop()
         c_out = members[0].out_channels
-        amax = np.zeros(c_out)
-        for m in members:
-            w = m.weight.double().numpy() * (1.0 if m.spike_input else input_scale)
-            amax = np.maximum(amax, np.abs(w).reshape(c_out, -1).max(axis=1))
+        stream_w[root] = np.concatenate(
+            [m.weight.double().numpy().reshape(c_out, -1) * (1.0 if m.spike_input else input_scale)
+             for m in members], axis=1)
         if head_tokens is not None:
             tokens_of[root] = head_tokens
-        stream_amax[root] = amax
 
     # spatial shapes, for the head's token count and for descriptors
     shapes: dict[str, list[int]] = {INPUT: list(input_shape)}
@@ -206,15 +232,12 @@ def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_s
             shapes[s.name] = list(shapes[s.inputs[0]])
 
     stream_th: dict[str, np.ndarray] = {}      # stream root -> integer threshold per channel
-    for root, amax in stream_amax.items():
+    for root, w in stream_w.items():
         cap = th_max
         if root in tokens_of:
-            _, h, w = shapes[tokens_of[root]]
-            cap = max(1, th_max // (h * w))  # the head LIF's threshold is tokens x th
-        safe = np.where(amax > 0, amax, 1.0)
-        th = np.floor(qmax / safe).astype(np.int64)
-        th = np.where(amax > 0, th, cap)
-        stream_th[root] = np.clip(th, 1, cap)
+            _, h, wd = shapes[tokens_of[root]]
+            cap = max(1, th_max // (h * wd))  # the head LIF's threshold is tokens x th
+        stream_th[root] = _channel_thresholds(w, qmax, cap, search=clip == "mse")
 
     # --- emit layers with integer arrays and worst-case bounds ----------------------------
     layers: list[Layer] = []
@@ -240,9 +263,9 @@ def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_s
             unit = 1.0 if s.spike_input else input_scale
             w = s.weight.double().numpy() * unit * th[:, None, None, None]
             b = s.bias.double().numpy() * th
-            w_int = np.rint(w).astype(np.int64)
+            # clipped: with the MSE search a few outlier weights may saturate (docs/arithmetic.md)
+            w_int = np.clip(np.rint(w), -qmax - 1, qmax).astype(np.int64)
             b_int = np.rint(b).astype(np.int64)
-            assert np.abs(w_int).max(initial=0) <= qmax
             x_lo, x_hi = (0, 1) if s.spike_input else (in_lo, in_hi)
             flat = w_int.reshape(w_int.shape[0], -1)
             hi = b_int + np.maximum(flat * x_hi, flat * x_lo).sum(1)

@@ -146,7 +146,29 @@ def test_weight_bits_change_precision(folded):
     p4 = quantize(folded, HW, weight_bits=4, input_scale=1 / 16, input_shape=SHAPE)
     for layer in p4.layers:
         if layer.kind in ("conv", "linear"):
-            assert np.abs(p4.array(layer, "weight")).max() <= 7
+            w = p4.array(layer, "weight")
+            assert -8 <= w.min() and w.max() <= 7, layer.name
+
+
+def test_mse_clipping_never_increases_weight_error():
+    """The per-channel search includes the no-clipping threshold, so its squared weight error is
+    never larger; on heavy-tailed weights it is smaller."""
+    from golden.quantize import _channel_thresholds
+
+    rng = np.random.default_rng(0)
+    w = 0.01 * rng.standard_t(2, size=(16, 200))  # weights are small against the threshold 1.0
+    for bits in (4, 6, 8):
+        qmax = (1 << (bits - 1)) - 1
+
+        def err(th):
+            q = np.clip(np.rint(w * th[:, None]), -qmax - 1, qmax) / th[:, None]
+            return ((q - w) ** 2).sum(1)
+
+        plain = _channel_thresholds(w, qmax, 1 << 15, search=False)
+        searched = _channel_thresholds(w, qmax, 1 << 15, search=True)
+        assert np.all(err(searched) <= err(plain) + 1e-12)
+        if bits == 4:
+            assert err(searched).sum() < 0.8 * err(plain).sum()
 
 
 def test_program_too_big_for_memories_is_refused(tmp_path, program):

@@ -168,7 +168,7 @@ def test_mse_clipping_never_increases_weight_error():
         searched = _channel_thresholds(w, qmax, 1 << 15, search=True)
         assert np.all(err(searched) <= err(plain) + 1e-12)
         if bits == 4:
-            assert err(searched).sum() < 0.8 * err(plain).sum()
+            assert err(searched).sum() < 0.9 * err(plain).sum()
 
 
 def test_program_too_big_for_memories_is_refused(tmp_path, program):

@@ -19,3 +19,36 @@ ACC_CONFIGS = ["acc_small", "acc_wide", "acc_odd"]
 @pytest.fixture(params=ACC_CONFIGS)
 def acc_hw(request):
     return load_config(REPO / "configs" / "hw" / f"{request.param}.yaml")
+
+
+def _export_digits(tmp_path_factory, checkpoint: str, config: str):
+    import torch
+
+    from golden.digits import PIXEL_LEVELS, load_digits_split
+    from golden.export import export_program, load_model
+    from golden.fold import fold_model
+    from golden.quantize import quantize
+
+    hw = load_config(REPO / "configs" / "hw" / config)
+    model = load_model(REPO / "checkpoints" / checkpoint)
+    _, _, x_test, y_test = load_digits_split(size=32)
+    program = quantize(fold_model(model), hw, input_scale=1 / PIXEL_LEVELS, input_shape=list(x_test.shape[1:]),
+                       model_name=checkpoint)
+    with torch.no_grad():
+        logits = model(x_test[:2])
+    out = tmp_path_factory.mktemp("digits") / "program"
+    export_program(program, out, images=x_test[:2], labels=y_test[:2], float_logits=logits, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_program(tmp_path_factory):
+    """The bundled digits model (SDSA-3, T = 4), quantized for configs/hw/digits.yaml and
+    exported with traces of two test images."""
+    return _export_digits(tmp_path_factory, "digits_sdsa3_t4.pth", "digits.yaml")
+
+
+@pytest.fixture(scope="session")
+def digits_sdsa1_program(tmp_path_factory):
+    """The bundled digits model trained with SDSA-1 (T = 1)."""
+    return _export_digits(tmp_path_factory, "digits_sdsa1_t1.pth", "digits_sdsa1.yaml")

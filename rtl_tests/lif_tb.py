@@ -212,3 +212,19 @@ async def full_stream_throughput(dut):
         with open(out, "w") as fh:
             json.dump({"config": cfg.__dict__, "images": images, "updates": updates, "cycles": cycles,
                        "lanes": cfg.lanes, "wall_s": wall}, fh)
+
+
+@cocotb.test(skip=os.environ.get("HWGEN_LIF_REPLAY") is None)
+async def replay_traces(dut):
+    """LIF layers of an exported program (HWGEN_LIF_REPLAY: an .npz of currents [T, N] in the
+    core's neuron order, per-channel thresholds, traced spikes and membranes): the RTL's
+    membranes, carried across the T timesteps, must equal the golden engine and the trace."""
+    tb = LifHarness(dut)
+    cfg = tb.cfg
+    spec = np.load(os.environ["HWGEN_LIF_REPLAY"])
+    for i in range(int(spec["count"])):
+        currents, thresholds = spec[f"x{i}"].astype(np.int64), spec[f"th{i}"].astype(np.int64)
+        label = str(spec[f"label{i}"])
+        res = await check(tb, currents, thresholds, label=label)
+        assert_exact(f"[{label}] traced membrane", spec[f"h{i}"].astype(np.int64), res.membranes, ("timestep", "neuron"))
+        assert_exact(f"[{label}] traced spike", spec[f"s{i}"].astype(np.int64), res.spikes, ("timestep", "neuron"))

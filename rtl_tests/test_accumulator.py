@@ -21,3 +21,23 @@ def test_broken_golden_value_is_caught(acc_hw, capfd):
         run_cocotb(run)
     out = capfd.readouterr()
     assert "accumulator differs at timestep=" in out.out + out.err
+
+
+def test_digits_model_layers_replay(tmp_path, digits_program):
+    """Every conv and linear layer of the digits model, on its exported traced spikes (and the
+    encoding layer on the traced pixels' bit planes), runs on the RTL of configs/hw/digits.yaml
+    and equals both the golden engine and the exported trace, accumulator for accumulator."""
+    from hwgen.config import load_config
+    from hwgen.sim.accumulator import layers_from_program, write_layer_specs
+
+    hw = load_config(HERE.parent / "configs" / "hw" / "digits.yaml")
+    layers = layers_from_program(digits_program, hw.accumulator)
+    assert sum(1 for layer in layers if layer[5] > 1) == 1, "the encoding layer must be among them"
+    spec = tmp_path / "layers.npz"
+    write_layer_specs(spec, layers)
+    out = tmp_path / "out.json"
+    run_cocotb(acc_sim_run(hw, test_module="acc_tb", test_dir=HERE, testcase="bench_layers",
+                           env={"HWGEN_ACC_BENCH_IN": str(spec), "HWGEN_ACC_BENCH_OUT": str(out)}))
+    import json
+    rows = json.loads(out.read_text())
+    assert [r["label"] for r in rows] == [layer[0] for layer in layers]

@@ -249,6 +249,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, args: argparse.Na
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

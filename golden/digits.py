@@ -61,7 +61,7 @@ MODEL_ARG_NAMES = (
 #: the digits model (all four stages; one block per reference list; 4 tokens in stages 3-4).
 DIGITS_MODEL_DEFAULTS = dict(
     img_size_h=32, img_size_w=32, in_channels=1, num_classes=NUM_CLASSES,
-    embed_dim=(16, 32, 64, 96), depths=(1, 1, 1, 1, 1, 1), num_heads=4, mlp_ratio=4,
+    embed_dim=(16, 16, 32, 48), depths=(1, 1, 1, 1, 1, 1), num_heads=2, mlp_ratio=4,
     T=1, sdsa_variant=3, kd=False, head_input="spike",
 )
 

@@ -56,13 +56,9 @@ def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, 
     else:
         raise ValueError(f"{checkpoint}: no model name given (--model) and the checkpoint has no 'args' to build one")
     if random_init is not None:
+        from golden.model import randomize_statistics
         torch.manual_seed(random_init)
-        for m in model.modules():  # non-trivial eval statistics, so folding matters
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.data.uniform_(0.6, 1.4)
-                m.bias.data.uniform_(-0.1, 0.4)
+        randomize_statistics(model, random_init)  # non-trivial eval statistics, so folding matters
     else:
         load_checkpoint(checkpoint, model, trusted=True)
     return model.eval()

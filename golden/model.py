@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from golden.neuron import LearnableThresholdLIFNode, MultiStepLIFNode
 
 __all__ = [
+    "randomize_statistics",
     "BNAndPadLayer",
     "RepConv",
     "SepConv",
@@ -554,6 +555,25 @@ class MetaSpikeFormer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         return self.forward_head(self.forward_features(self.encode_input(x)))
+
+
+def randomize_statistics(module: nn.Module, seed: int = 0, *, negative_scales: float = 0.1) -> None:
+    """Give every BatchNorm non-trivial eval statistics and affine parameters (a fraction
+    ``negative_scales`` of the scales negative) and every Linear random weights: a randomly
+    initialised model whose folding and quantization are not trivial (tests, ``--random-init``)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                sign = torch.where(torch.rand(c, generator=g) < negative_scales, -1.0, 1.0)
+                m.weight.copy_((torch.rand(c, generator=g) + 0.5) * sign)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.5 + 0.3)
+            elif isinstance(m, nn.Linear):
+                m.weight.normal_(0.0, 0.3, generator=g)
+                m.bias.normal_(0.0, 0.1, generator=g)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,38 +16,15 @@ from golden.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from golden.model import MetaSpikeFormer, metaspikeformer_tiny
+from golden.model import MetaSpikeFormer, metaspikeformer_tiny, randomize_statistics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """The tensors here are tiny: one thread is faster, and far faster when the 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _randomize(model: nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics and head, so logits depend on every weight."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.5 + 0.3)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0.0, 0.3, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
 
 
 def _model(seed: int, **kwargs) -> MetaSpikeFormer:
     torch.manual_seed(seed)
     model = metaspikeformer_tiny(T=2, **kwargs)
-    _randomize(model, seed)
+    randomize_statistics(model, seed, negative_scales=0.0)
     return model.eval()
 
 

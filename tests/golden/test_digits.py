@@ -33,15 +33,6 @@ CHECKPOINT_FLOORS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small tensors and 2 shared cores: one thread is the fastest."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def split():
     return load_digits_split()

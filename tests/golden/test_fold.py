@@ -18,34 +18,10 @@ from golden.fold import (
     fold_repconv,
     fuse_dw_pw,
 )
-from golden.model import RepConv, SepConv, metaspikeformer_tiny
+from golden.model import RepConv, SepConv, metaspikeformer_tiny, randomize_statistics
 from golden.neuron import iter_lif_nodes, set_record
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """The tensors here are tiny: one thread is faster, and far faster when the 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def randomize(module: nn.Module, seed: int) -> None:
-    """Non-trivial eval BN statistics (some negative scales) and a non-trivial head."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                sign = torch.where(torch.rand(c, generator=g) < 0.1, -1.0, 1.0)
-                m.weight.copy_((torch.rand(c, generator=g) + 0.5) * sign)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.5 + 0.3)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0.0, 0.3, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
 
 
 def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -63,7 +39,7 @@ def test_fold_bn_conv(dim):
     torch.manual_seed(0)
     conv = (nn.Conv1d(6, 5, 3, padding=1) if dim == 1 else nn.Conv2d(6, 5, 3, padding=1)).double()
     bn = (nn.BatchNorm1d(5) if dim == 1 else nn.BatchNorm2d(5)).double()
-    randomize(bn, 1)
+    randomize_statistics(bn, 1)
     bn.eval()
     x = torch.randn(2, 6, *([9] * dim), dtype=torch.float64)
     w, b = fold_bn(conv.weight, conv.bias, bn)
@@ -76,7 +52,7 @@ def test_fold_bn_without_bias_and_dtype_kept():
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 4, 1, bias=False)
     bn = nn.BatchNorm2d(4)
-    randomize(bn, 2)
+    randomize_statistics(bn, 2)
     bn.eval()
     w, b = fold_bn(conv.weight, None, bn)
     assert w.dtype == torch.float32 and b.dtype == torch.float32
@@ -89,8 +65,8 @@ def test_fold_bn_without_bias_and_dtype_kept():
 def test_fold_repconv_matches_module(binary):
     torch.manual_seed(0)
     rep, bn = RepConv(6, 8).double(), nn.BatchNorm2d(8).double()
-    randomize(rep, 3)
-    randomize(bn, 4)
+    randomize_statistics(rep, 3)
+    randomize_statistics(bn, 4)
     rep.eval(), bn.eval()
     x = torch.randn(3, 6, 7, 5, dtype=torch.float64)
     if binary:
@@ -105,8 +81,8 @@ def test_fold_repconv_matches_module(binary):
 def test_fold_repconv_float32_within_1e5():
     torch.manual_seed(0)
     rep, bn = RepConv(16, 16), nn.BatchNorm2d(16)
-    randomize(rep, 5)
-    randomize(bn, 6)
+    randomize_statistics(rep, 5)
+    randomize_statistics(bn, 6)
     rep.eval(), bn.eval()
     x = (torch.rand(2, 16, 6, 6) > 0.5).float()
     w, b = fold_repconv(rep, bn)
@@ -116,7 +92,7 @@ def test_fold_repconv_float32_within_1e5():
 def test_fuse_dw_pw_with_bn2_matches_sepconv_tail():
     torch.manual_seed(0)
     sep = SepConv(dim=5).double()
-    randomize(sep, 7)
+    randomize_statistics(sep, 7)
     sep.eval()
     s = (torch.rand(2, 10, 9, 9, dtype=torch.float64) > 0.6).double()  # lif2 spikes, 2C channels
     w, b = fuse_dw_pw(sep.dwconv.weight, sep.pwconv2.weight, sep.bn2)
@@ -157,7 +133,7 @@ def images() -> torch.Tensor:
 def _model(**kwargs):
     torch.manual_seed(0)
     model = metaspikeformer_tiny(T=2, **kwargs)
-    randomize(model, 0)
+    randomize_statistics(model, 0)
     return model.eval()
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from golden.model import (
+    randomize_statistics,
     MODEL_REGISTRY,
     MetaSpikeFormer,
     MSAttention,
@@ -31,41 +32,12 @@ from golden.neuron import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """The tensors here are tiny: one thread is faster, and far faster when the 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def sigmoid_surrogate(x: float, alpha: float = 4.0) -> float:
     """d/dx sigmoid(alpha x), computed independently of the code under test."""
     sg = 1.0 / (1.0 + math.exp(-alpha * x))
     return alpha * sg * (1.0 - sg)
 
 
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Give every BN non-trivial eval statistics and affine parameters (some negative scales)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                sign = torch.where(torch.rand(c, generator=g) < 0.1, -1.0, 1.0)
-                m.weight.copy_((torch.rand(c, generator=g) + 0.5) * sign)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.5 + 0.3)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0.0, 0.3, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-
-
-# ------------------------------------------------------------------------------------------
-# Neuron
-# ------------------------------------------------------------------------------------------
 
 
 def test_lif_hand_computed_subthreshold():
@@ -347,7 +319,7 @@ def test_depths_per_stage_split_over_reference_lists():
 def _tiny(seed: int = 0, **kwargs) -> MetaSpikeFormer:
     torch.manual_seed(seed)
     model = metaspikeformer_tiny(**kwargs)
-    randomize_bn(model, seed)
+    randomize_statistics(model, seed)
     return model.eval()
 
 
@@ -377,7 +349,7 @@ def test_sdsa_operator_matches_its_definition(variant):
     """attn_lif's input, checked against the paper's formulas on the recorded Q/K/V spikes."""
     torch.manual_seed(1)
     attn = MSAttention(dim=16, num_heads=4, sdsa_variant=variant)
-    randomize_bn(attn, seed=1)
+    randomize_statistics(attn, seed=1)
     with torch.no_grad():  # push Q/K/V to ~50% firing so the counts cross 8 both ways
         for conv in (attn.q_conv, attn.v_conv) + ((attn.k_conv,) if variant != 2 else ()):
             conv[1].bias.fill_(2.5)

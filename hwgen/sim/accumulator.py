@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from hwgen.config import AccumulatorConfig, HwConfig
 from hwgen.layout import ConvGeometry, Descriptor, bias_words, descriptor, unpad_accumulators, weight_words
+from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun
 
@@ -102,55 +104,24 @@ class AccResult:
     sim_wall: float = 0.0       # wall seconds from `go` to `finished`: the RTL running alone
 
 
-class AccHarness:
+class AccHarness(FileHarness):
     """cocotb-side driver of ``acc_harness``: one :meth:`run` per layer."""
 
-    PERIOD_NS = 10
-
     def __init__(self, dut, cfg: AccumulatorConfig | None = None, workdir: Path | None = None):
-        import cocotb
-        from cocotb.clock import Clock
-
         if cfg is None:
             cfg = HwConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV).accumulator
-        self.dut, self.cfg = dut, cfg
-        self.log = dut._log
-        self.workdir = Path(workdir or Path.cwd())
-        cocotb.start_soon(Clock(dut.clk, self.PERIOD_NS, unit="ns").start())
-        self._reset_done = False
-
-    async def _pulse(self, sig):
-        from cocotb.triggers import RisingEdge
-
-        sig.value = 1
-        await RisingEdge(self.dut.clk)
-        sig.value = 0
-
-    async def reset(self):
-        from cocotb.triggers import RisingEdge
-
-        d = self.dut
-        for s in (d.load, d.go, d.dump):
-            s.value = 0
-        d.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(d.clk)
-        d.rst.value = 0
-        await RisingEdge(d.clk)
-        self._reset_done = True
+        self.cfg = cfg
+        super().__init__(dut, workdir)
 
     async def run(self, geo: ConvGeometry, weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, *,
                   planes: int = 1, signed_planes: bool = False, w_offset: int = 0, b_offset: int = 0,
                   seed: int = 1, in_idle: int = 0, out_stall: int = 0) -> AccResult:
         """Accumulate one layer over ``inputs[T, C_in, H, W]`` (spikes, or pixel integers with
         ``planes`` bit planes) with ``weight[C_out, C_in/groups, k, k]`` and ``bias[C_out]``."""
-        from cocotb.triggers import First, RisingEdge, Timer
-
         from hwgen.units.accumulator import descriptor_layout, event_layout
 
         cfg, d, L = self.cfg, self.dut, self.cfg.lanes
-        if not self._reset_done:
-            await self.reset()
+        await self.ensure_reset()
         desc = descriptor(geo, L, w_offset=w_offset, b_offset=b_offset, signed_planes=signed_planes)
         T = inputs.shape[0]
         ww = weight_words(np.asarray(weight), geo.groups, L)
@@ -185,28 +156,17 @@ class AccHarness:
         d.n_weights.value, d.n_biases.value, d.n_events.value = len(w_img), len(b_img), len(events)
         d.timesteps.value = T
         d.seed.value, d.in_idle.value, d.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
-        import time
-
-        await self._pulse(d.load)
-        t0 = time.perf_counter()
-        await self._pulse(d.go)
-        await RisingEdge(d.clk)
+        t0 = await self.launch()
         limit = 64 * (len(w_img) + len(b_img) + len(events) * (geo.kernel ** 2) * max(1, desc.group_words)
                       + desc.drain_words * (T + 1)) + 10_000
-        if not int(d.finished.value):
-            await First(RisingEdge(d.finished), Timer(limit * self.PERIOD_NS, unit="ns"))
-            if not int(d.finished.value):
-                raise TimeoutError(f"accumulator harness not finished after {limit} cycles "
-                                   f"({int(d.outputs.value)} of {desc.drain_words * T} words out)")
-        await RisingEdge(d.clk)
+        await self.wait_finished(limit, lambda: f"{int(d.outputs.value)} of {desc.drain_words * T} words out")
         sim_wall = time.perf_counter() - t0
         n_out = int(d.outputs.value)
         if n_out != desc.drain_words * T:
             raise AssertionError(f"unit drained {n_out} words, expected {desc.drain_words * T}")
         counters = {name: int(getattr(d, f"count_{name}").value) for name in COUNTERS}
         cycles = int(d.cycles.value)
-        await self._pulse(d.dump)
-        await RisingEdge(d.clk)
+        await self.collect()
         bits = read_words(files["res"], L * cfg.accumulator_width + 1)
         data = unpack_fields(bits, L, cfg.accumulator_width, signed=True)
         last = unpack_fields(bits, 1, 1, signed=False, offset=L * cfg.accumulator_width)[:, 0]

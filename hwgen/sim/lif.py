@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.config import HwConfig, LifConfig
+from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun
 
@@ -80,54 +81,22 @@ class LifResult:
     cycles: int             # start .. done
 
 
-class LifHarness:
+class LifHarness(FileHarness):
     """cocotb-side driver of ``lif_harness``: one :meth:`run` per image."""
 
-    PERIOD_NS = 10
-
     def __init__(self, dut, cfg: LifConfig | None = None, workdir: Path | None = None):
-        import cocotb
-        from cocotb.clock import Clock
-
         if cfg is None:
             cfg = HwConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV).lif
-        self.dut, self.cfg = dut, cfg
-        self.log = dut._log
-        self.workdir = Path(workdir or Path.cwd())
-        self._clock = Clock(dut.clk, self.PERIOD_NS, unit="ns")
-        cocotb.start_soon(self._clock.start())
-        self._reset_done = False
-
-    async def _pulse(self, sig):
-        from cocotb.triggers import RisingEdge
-
-        sig.value = 1
-        await RisingEdge(self.dut.clk)
-        sig.value = 0
-
-    async def reset(self):
-        from cocotb.triggers import RisingEdge
-
-        d = self.dut
-        for s in (d.load, d.go, d.dump):
-            s.value = 0
-        d.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(d.clk)
-        d.rst.value = 0
-        await RisingEdge(d.clk)
-        self._reset_done = True
+        self.cfg = cfg
+        super().__init__(dut, workdir)
 
     async def run(self, currents: np.ndarray, thresholds: np.ndarray, *, seed: int = 1,
                   in_idle: int = 0, out_stall: int = 0, timeout_cycles: int | None = None) -> LifResult:
         """Run one image: ``currents[T, N]`` (N a multiple of lanes), ``thresholds[C]``
         (C a multiple of lanes dividing N). ``in_idle`` / ``out_stall`` are probabilities in
         1/256 of an idle input cycle / a stalled output cycle."""
-        from cocotb.triggers import First, RisingEdge, Timer
-
         cfg, d = self.cfg, self.dut
-        if not self._reset_done:
-            await self.reset()
+        await self.ensure_reset()
         currents = np.asarray(currents, dtype=np.int64)
         thresholds = np.asarray(thresholds, dtype=np.int64)
         T, N = currents.shape
@@ -147,23 +116,14 @@ class LifHarness:
 
         d.beats.value, d.thr_rows.value, d.timesteps.value = beats, rows, T
         d.seed.value, d.in_idle.value, d.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
-        await self._pulse(d.load)
-        await self._pulse(d.go)
-        await RisingEdge(d.clk)  # let `go` clear `finished` before polling it
+        await self.launch()
         limit = timeout_cycles or (T * beats * 64 + 1000)
-        if not int(d.finished.value):
-            # Wait on the `finished` edge itself: no Python runs while the RTL works.
-            await First(RisingEdge(d.finished), Timer(limit * self.PERIOD_NS, unit="ns"))
-            if not int(d.finished.value):
-                raise TimeoutError(f"LIF harness not finished after {limit} cycles "
-                                   f"({int(d.outputs.value)} of {T * beats} beats out)")
-        await RisingEdge(d.clk)
+        await self.wait_finished(limit, lambda: f"{int(d.outputs.value)} of {T * beats} beats out")
         n_out = int(d.outputs.value)
         cycles = int(d.cycles.value)
         if n_out != T * beats:
             raise AssertionError(f"core emitted {n_out} beats, expected {T * beats}")
-        await self._pulse(d.dump)
-        await RisingEdge(d.clk)
+        await self.collect()
         bits = read_words(res, L + L * cfg.membrane_width + 32)
         spikes = unpack_fields(bits, L, 1, signed=False)
         membranes = unpack_fields(bits, L, cfg.membrane_width, signed=True, offset=L)

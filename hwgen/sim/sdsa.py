@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun
 from hwgen.units.sdsa import PERF_COUNTERS, SdsaConfig, input_fields
@@ -221,42 +222,14 @@ class SdsaResult:
     perf: dict               # the unit's counters, by name (PERF_COUNTERS)
 
 
-class SdsaHarness:
+class SdsaHarness(FileHarness):
     """cocotb-side driver of ``sdsa_harness``: one :meth:`run` per image (T timesteps)."""
 
-    PERIOD_NS = 10
-
     def __init__(self, dut, cfg: SdsaConfig | None = None, workdir: Path | None = None):
-        import cocotb
-        from cocotb.clock import Clock
-
         if cfg is None:
             cfg = SdsaConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV)
-        self.dut, self.cfg = dut, cfg
-        self.log = dut._log
-        self.workdir = Path(workdir or Path.cwd())
-        cocotb.start_soon(Clock(dut.clk, self.PERIOD_NS, unit="ns").start())
-        self._reset_done = False
-
-    async def _pulse(self, sig):
-        from cocotb.triggers import RisingEdge
-
-        sig.value = 1
-        await RisingEdge(self.dut.clk)
-        sig.value = 0
-
-    async def reset(self):
-        from cocotb.triggers import RisingEdge
-
-        d = self.dut
-        for s in (d.load, d.go, d.dump):
-            s.value = 0
-        d.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(d.clk)
-        d.rst.value = 0
-        await RisingEdge(d.clk)
-        self._reset_done = True
+        self.cfg = cfg
+        super().__init__(dut, workdir)
 
     async def run(self, q, k, v, *, heads: int, head_dim: int, seed: int = 1, in_idle: int = 0,
                   out_stall: int = 0, junk_seed: int | None = None,
@@ -264,11 +237,8 @@ class SdsaHarness:
         """Run one image: spikes ``q, k, v`` ``[T, C, N]``, ``C = heads * head_dim``.
         ``in_idle`` / ``out_stall`` are probabilities in 1/256 of an idle input cycle / a
         stalled output cycle; ``junk_seed`` fills every ignored input bit with random bits."""
-        from cocotb.triggers import First, RisingEdge, Timer
-
         cfg, dut = self.cfg, self.dut
-        if not self._reset_done:
-            await self.reset()
+        await self.ensure_reset()
         q = np.asarray(q)
         T, C, N = q.shape
         beats = pack_beats(cfg, q, k, v, heads=heads, head_dim=head_dim, junk_seed=junk_seed)
@@ -283,26 +253,18 @@ class SdsaHarness:
         dut.tokens.value, dut.heads.value, dut.head_dim.value, dut.timesteps.value = N, heads, head_dim, T
         dut.in_total.value = len(beats)
         dut.seed.value, dut.in_idle.value, dut.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
-        await self._pulse(dut.load)
-        await self._pulse(dut.go)
-        await RisingEdge(dut.clk)  # let `go` clear `finished` before polling it
+        await self.launch()
         work = -(-head_dim // cfg.lanes) * q.size * 2 + len(beats) + n_out
         limit = timeout_cycles or (work * 64 + 1000)
-        if not int(dut.finished.value):
-            # Wait on the `finished` edge itself: no Python runs while the RTL works.
-            await First(RisingEdge(dut.finished), Timer(limit * self.PERIOD_NS, unit="ns"))
-            if not int(dut.finished.value):
-                raise TimeoutError(f"SDSA harness not finished after {limit} cycles ({int(dut.inputs.value)} "
-                                   f"of {len(beats)} beats in, {int(dut.outputs.value)} of {n_out} out)")
-        await RisingEdge(dut.clk)
+        await self.wait_finished(limit, lambda: f"{int(dut.inputs.value)} of {len(beats)} beats in, "
+                                                f"{int(dut.outputs.value)} of {n_out} out")
         got_out, got_in = int(dut.outputs.value), int(dut.inputs.value)
         if got_out != n_out or got_in != len(beats):
             raise AssertionError(f"unit took {got_in} beats (expected {len(beats)}) and emitted {got_out} "
                                  f"(expected {n_out})")
         perf = {name: int(getattr(dut, f"perf_{name}").value) for name in PERF_COUNTERS}
         cycles = int(dut.cycles.value)
-        await self._pulse(dut.dump)
-        await RisingEdge(dut.clk)
+        await self.collect()
         L, aw = cfg.lanes, cfg.acc_width
         bits = read_words(res, L * aw + 32)
         values = unpack_fields(bits, L, aw, signed=False)

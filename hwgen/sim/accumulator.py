@@ -21,7 +21,7 @@ from hwgen.config import AccumulatorConfig, HwConfig
 from hwgen.layout import ConvGeometry, Descriptor, bias_words, descriptor, unpad_accumulators, weight_words
 from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
-from hwgen.sim.runner import REPO_ROOT, SimRun
+from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 
 __all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "CONFIG_ENV",
            "layers_from_program", "write_layer_specs"]
@@ -30,15 +30,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 17
 CONFIG_ENV = "HWGEN_ACC_CONFIG_JSON"
 COUNTERS = ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def pack_struct(layout, values: dict) -> int:
@@ -61,7 +52,7 @@ def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None
     rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
     rtl_dir.mkdir(parents=True, exist_ok=True)
     unit = rtl_dir / "acc_array.v"
-    _write_if_changed(unit, emit_verilog(AccumulatorArray(cfg), "acc_array"))
+    write_if_changed(unit, emit_verilog(AccumulatorArray(cfg), "acc_array"))
     params = {
         "LANES": cfg.lanes,
         "EVENT_W": event_layout(cfg).size,
@@ -69,8 +60,8 @@ def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None
         "ACC_W": cfg.accumulator_width,
         "WEIGHT_W": cfg.weight_width,
         "BIAS_W": cfg.bias_width,
-        "W_ADDR_W": _bits(cfg.weight_depth),
-        "B_ADDR_W": _bits(cfg.bias_depth),
+        "W_ADDR_W": range_bits(cfg.weight_depth),
+        "B_ADDR_W": range_bits(cfg.bias_depth),
         "DEPTH": HARNESS_DEPTH,
     }
     full_env = {CONFIG_ENV: json.dumps(hw.to_dict())}

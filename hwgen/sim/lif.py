@@ -19,23 +19,13 @@ import numpy as np
 from hwgen.config import HwConfig, LifConfig
 from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
-from hwgen.sim.runner import REPO_ROOT, SimRun
+from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 
 __all__ = ["lif_sim_run", "LifHarness", "LifResult", "HARNESS_DEPTH", "CONFIG_ENV"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 16     # most beats x timesteps per harness run
 CONFIG_ENV = "HWGEN_LIF_CONFIG_JSON"  # unique name: os.environ overrides the runner's env
-
-
-def _bits(n: int) -> int:
-    """Width Amaranth gives ``range(n)``."""
-    return max(1, (n - 1).bit_length())
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def lif_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase: str | None = None,
@@ -47,16 +37,16 @@ def lif_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase: str
     rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
     rtl_dir.mkdir(parents=True, exist_ok=True)
     core = rtl_dir / "lif_core.v"
-    _write_if_changed(core, emit_verilog(LifCore(cfg), "lif_core"))
+    write_if_changed(core, emit_verilog(LifCore(cfg), "lif_core"))
     params = {
         "LANES": cfg.lanes,
         "CURRENT_WIDTH": cfg.current_width,
         "MEMBRANE_WIDTH": cfg.membrane_width,
         "THRESHOLD_WIDTH": cfg.threshold_width,
-        "BEATS_WIDTH": _bits(cfg.beats + 1),
-        "ROWS_WIDTH": _bits(cfg.threshold_rows + 1),
-        "ROW_ADDR_WIDTH": _bits(max(cfg.threshold_depth, 2)),
-        "STEPS_WIDTH": _bits(cfg.max_timesteps + 1),
+        "BEATS_WIDTH": range_bits(cfg.beats + 1),
+        "ROWS_WIDTH": range_bits(cfg.threshold_rows + 1),
+        "ROW_ADDR_WIDTH": range_bits(max(cfg.threshold_depth, 2)),
+        "STEPS_WIDTH": range_bits(cfg.max_timesteps + 1),
         "DEPTH": HARNESS_DEPTH,
     }
     full_env = {CONFIG_ENV: json.dumps(hw.to_dict())}

@@ -14,9 +14,20 @@ from pathlib import Path
 
 from hwgen.toolchain import verilator_env
 
-__all__ = ["SimRun", "run_cocotb", "REPO_ROOT"]
+__all__ = ["SimRun", "run_cocotb", "REPO_ROOT", "range_bits", "write_if_changed"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def range_bits(n: int) -> int:
+    """Width Amaranth gives ``range(n)``: harness parameters must match the generated ports."""
+    return max(1, (n - 1).bit_length())
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Rewrite generated Verilog only when it changed, so cached simulator builds stay valid."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 @dataclass

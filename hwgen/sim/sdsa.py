@@ -24,7 +24,7 @@ import numpy as np
 
 from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import read_words, unpack_fields, write_words
-from hwgen.sim.runner import REPO_ROOT, SimRun
+from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 from hwgen.units.sdsa import PERF_COUNTERS, SdsaConfig, input_fields
 
 __all__ = ["sdsa_sim_run", "SdsaHarness", "SdsaResult", "pack_beats", "unpack_outputs", "cycle_model",
@@ -34,16 +34,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 15     # most input beats and most output beats per harness run
 CONFIG_ENV = "HWGEN_SDSA_CONFIG_JSON"  # unique name: os.environ overrides the runner's env
 PIPELINE_CYCLES = 2         # busy cycles beyond the issue cycles: stage 1 and the output register
-
-
-def _bits(n: int) -> int:
-    """Width Amaranth gives ``range(n)``."""
-    return max(1, (n - 1).bit_length())
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def config_hash(cfg: SdsaConfig) -> str:
@@ -58,15 +48,15 @@ def sdsa_sim_run(cfg: SdsaConfig, *, name: str, test_module: str, test_dir: Path
     rtl_dir = REPO_ROOT / "build" / "rtl" / f"sdsa-{name}-{config_hash(cfg)}"
     rtl_dir.mkdir(parents=True, exist_ok=True)
     unit = rtl_dir / "sdsa_unit.v"
-    _write_if_changed(unit, emit_verilog(SdsaUnit(cfg=cfg), "sdsa_unit"))
+    write_if_changed(unit, emit_verilog(SdsaUnit(cfg=cfg), "sdsa_unit"))
     params = {
         "LANES": cfg.lanes,
         "ACC_WIDTH": cfg.acc_width,
         "IN_WIDTH": len(input_fields(cfg.variant)) * cfg.heads * cfg.head_dim,
-        "TOKENS_WIDTH": _bits(cfg.max_tokens + 1),
-        "HEADS_WIDTH": _bits(cfg.heads + 1),
-        "HDIM_WIDTH": _bits(cfg.head_dim + 1),
-        "STEPS_WIDTH": _bits(cfg.max_timesteps + 1),
+        "TOKENS_WIDTH": range_bits(cfg.max_tokens + 1),
+        "HEADS_WIDTH": range_bits(cfg.heads + 1),
+        "HDIM_WIDTH": range_bits(cfg.head_dim + 1),
+        "STEPS_WIDTH": range_bits(cfg.max_timesteps + 1),
         "COUNTER_WIDTH": cfg.counter_width,
         "DEPTH": HARNESS_DEPTH,
         "OUT_DEPTH": HARNESS_DEPTH,

@@ -16,7 +16,6 @@ Folder layout (written atomically: assembled in a temporary sibling, renamed on 
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import torch
 from golden.intsim import IntegerEngine
 from golden.program import Program, write_program_files
 from hwgen.fsutil import atomic_output_dir
-from hwgen.config import HwConfig
 from hwgen.sim.hexfile import write_lanes
 
 __all__ = ["load_model", "export_program", "replay", "load_traces", "MemoryFitError"]

@@ -102,7 +102,7 @@ async def threshold_edges(dut):
     """Currents that put H exactly at the threshold, one LSB below and one above."""
     tb = LifHarness(dut)
     cfg = tb.cfg
-    k, f = cfg.leak_shift, cfg.frac_bits
+    k = cfg.leak_shift
     lo, hi = _limits(cfg)
     rows = cfg.threshold_rows
     C = rows * cfg.lanes
@@ -220,7 +220,6 @@ async def replay_traces(dut):
     core's neuron order, per-channel thresholds, traced spikes and membranes): the RTL's
     membranes, carried across the T timesteps, must equal the golden engine and the trace."""
     tb = LifHarness(dut)
-    cfg = tb.cfg
     spec = np.load(os.environ["HWGEN_LIF_REPLAY"])
     for i in range(int(spec["count"])):
         currents, thresholds = spec[f"x{i}"].astype(np.int64), spec[f"th{i}"].astype(np.int64)

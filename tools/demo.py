@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from hwgen.build import BuildError, build
 from hwgen.config import ConfigError, load_config

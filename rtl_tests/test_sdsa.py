@@ -48,13 +48,14 @@ def test_generated_verilog_and_harness_lint_clean(sdsa_cfg, tmp_path):
     unit.write_text(emit_verilog(SdsaUnit(cfg=cfg), "sdsa_unit"))
     harness = tmp_path / "sdsa_harness.sv"
     harness.write_text((TEMPLATES / "sdsa_harness.sv").read_text())
+    (tmp_path / "harness_rng.sv").write_text((TEMPLATES / "harness_rng.sv").read_text())
     waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [unit])
     ok, report = lint(["./sdsa_unit.v"], "sdsa_unit", f"./{waivers.name}", tmp_path)
     assert ok, report
     # The harness with the parameters the simulation build uses for this config.
     params = sdsa_sim_run(cfg, name=name, test_module="sdsa_tb", test_dir=HERE).parameters
     gparams = [f"-G{k}={v}" for k, v in params.items()]
-    ok, report = lint([*gparams, "./sdsa_harness.sv", "./sdsa_unit.v"], "sdsa_harness", f"./{waivers.name}", tmp_path)
+    ok, report = lint([*gparams, "./sdsa_harness.sv", "./harness_rng.sv", "./sdsa_unit.v"], "sdsa_harness", f"./{waivers.name}", tmp_path)
     assert ok, report
 
 

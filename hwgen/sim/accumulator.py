@@ -66,7 +66,8 @@ def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None
     }
     full_env = {CONFIG_ENV: json.dumps(hw.to_dict())}
     full_env.update(env or {})
-    return SimRun(name=f"acc-{hw.name}", sources=[unit, TEMPLATES / "acc_harness.sv"], toplevel="acc_harness",
+    return SimRun(name=f"acc-{hw.name}", sources=[unit, TEMPLATES / "acc_harness.sv", TEMPLATES / "harness_rng.sv"],
+                  toplevel="acc_harness",
                   test_module=test_module, test_dir=Path(test_dir), parameters=params, env=full_env,
                   testcase=testcase)
 

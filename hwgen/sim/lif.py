@@ -53,7 +53,7 @@ def lif_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase: str
     full_env.update(env or {})
     return SimRun(
         name=f"lif-{hw.name}",
-        sources=[core, TEMPLATES / "lif_harness.sv"],
+        sources=[core, TEMPLATES / "lif_harness.sv", TEMPLATES / "harness_rng.sv"],
         toplevel="lif_harness",
         test_module=test_module,
         test_dir=Path(test_dir),

@@ -65,7 +65,7 @@ def sdsa_sim_run(cfg: SdsaConfig, *, name: str, test_module: str, test_dir: Path
     full_env.update(env or {})
     return SimRun(
         name=f"sdsa-{name}",
-        sources=[unit, TEMPLATES / "sdsa_harness.sv"],
+        sources=[unit, TEMPLATES / "sdsa_harness.sv", TEMPLATES / "harness_rng.sv"],
         toplevel="sdsa_harness",
         test_module=test_module,
         test_dir=Path(test_dir),

@@ -27,7 +27,7 @@ from golden.program import Program, write_program_files
 from hwgen.fsutil import atomic_output_dir
 from hwgen.sim.hexfile import write_lanes
 
-__all__ = ["load_model", "export_program", "replay", "load_traces", "MemoryFitError"]
+__all__ = ["load_model", "export_program", "replay", "load_traces", "memory_images", "MemoryFitError"]
 
 
 def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, random_init: int | None = None,
@@ -66,7 +66,7 @@ class MemoryFitError(ValueError):
     """The program's weights, biases or thresholds do not fit the configured memories."""
 
 
-def _memory_images(program: Program) -> dict[str, tuple[int, list[np.ndarray]]]:
+def memory_images(program: Program) -> dict[str, tuple[int, list[np.ndarray]]]:
     """Every weight, bias and threshold in the hardware's word layout (hwgen.layout), with its
     offset recorded in the layer (``weight_offset`` ... in words) and, for conv and linear
     layers, the accumulator array's run-time descriptor (``acc_descriptor``)."""
@@ -115,7 +115,7 @@ def _write_memories(program: Program, folder: Path) -> dict:
               "thresholds": hw["lif"]["threshold_width"]}
     depths = {"weights": hw["accumulator"]["weight_depth"], "biases": hw["accumulator"]["bias_depth"],
               "thresholds": hw["lif"]["threshold_depth"]}
-    images = _memory_images(program)
+    images = memory_images(program)
     short = [f"{name} memory: the program needs {words} words, the hardware has {depths[name]}: "
              f"{words - depths[name]} words short" for name, (words, _) in images.items() if words > depths[name]]
     if short:

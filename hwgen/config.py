@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "SdsaConfig", "HwConfig", "load_config"]
+__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "SdsaConfig", "CoreConfig", "HwConfig", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -234,12 +234,31 @@ class SdsaConfig:
         return rows * self.blocks
 
 
+@dataclass(frozen=True)
+class CoreConfig:
+    """The neuromorphic core (``core:`` section; hwgen/core/): the three units, the on-chip
+    tensor memories and a sequencer that runs a compiled program (docs/core.md).
+
+    Tensors live in two memories, both one word per ``lanes`` neurons of one position: integer
+    tensors (currents, the membrane-shortcut residual stream, attention values, sums) in words of
+    ``lanes`` signed accumulators, spike tensors in words of ``lanes`` bits. Every tensor keeps its
+    T timesteps; a tensor's words are freed after its last reader (docs/core.md, "Memory")."""
+
+    int_depth: int = _field(min=1, max=1 << 24, help="integer tensor memory words (lanes accumulators each)")
+    spike_depth: int = _field(min=1, max=1 << 24, help="spike tensor memory words (lanes spikes each)")
+    pixel_depth: int = _field(min=1, max=1 << 24, help="input image memory words (one pixel each)")
+    program_depth: int = _field(default=256, min=2, max=1 << 16, help="instruction memory words (one per layer, plus the end)")
+
+    def inconsistencies(self):
+        return iter(())
+
+
 def _ubits(n: int) -> int:
     """Bits of an unsigned integer that holds ``n``."""
     return max(1, int(n).bit_length())
 
 
-_SECTIONS = {"lif": LifConfig, "accumulator": AccumulatorConfig, "sdsa": SdsaConfig}
+_SECTIONS = {"lif": LifConfig, "accumulator": AccumulatorConfig, "sdsa": SdsaConfig, "core": CoreConfig}
 
 
 @dataclass(frozen=True)
@@ -250,6 +269,7 @@ class HwConfig:
     lif: LifConfig | None = None
     accumulator: AccumulatorConfig | None = None
     sdsa: SdsaConfig | None = None
+    core: CoreConfig | None = None
     source: str = "<memory>"
 
     @classmethod
@@ -271,6 +291,8 @@ class HwConfig:
             raise ConfigError(source, "lif.current_width", lif.current_width,
                               f"must be >= accumulator.accumulator_width ({acc.accumulator_width}): "
                               "the LIF core takes the accumulators as its currents")
+        if "core" in sections:
+            _check_core(sections, source)
         return cls(name=name, source=source, **sections)
 
     def to_dict(self) -> dict:
@@ -287,6 +309,28 @@ class HwConfig:
         """Content hash of the configuration (not of the file's spelling)."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_core(sections: dict, source: str) -> None:
+    """The core joins the units through shared tensor memories: their lanes must agree."""
+    missing = [k for k in ("lif", "accumulator", "sdsa") if k not in sections]
+    if missing:
+        raise ConfigError(source, "core", "...", f"needs the sections {', '.join(missing)} as well: "
+                          "the core holds a LIF core, an accumulator array and an SDSA unit")
+    lif, acc, sdsa = sections["lif"], sections["accumulator"], sections["sdsa"]
+    for key, section in (("accumulator.lanes", acc), ("sdsa.lanes", sdsa)):
+        if section.lanes != lif.lanes:
+            raise ConfigError(source, key, section.lanes, f"must equal lif.lanes ({lif.lanes}) in a core: "
+                              "one tensor memory word holds lanes neurons for every unit")
+    if sdsa.head_dim % lif.lanes:
+        raise ConfigError(source, "sdsa.head_dim", sdsa.head_dim, f"must be a multiple of lanes ({lif.lanes}) "
+                          "in a core: the token beat is gathered a memory word at a time")
+    if sdsa.acc_width >= acc.accumulator_width:
+        raise ConfigError(source, "sdsa.acc_width", sdsa.acc_width, f"must be < accumulator.accumulator_width "
+                          f"({acc.accumulator_width}): attention values are stored as signed integers")
+    if sdsa.max_timesteps < lif.max_timesteps:
+        raise ConfigError(source, "sdsa.max_timesteps", sdsa.max_timesteps,
+                          f"must be >= lif.max_timesteps ({lif.max_timesteps}) in a core")
 
 
 def load_config(path: str | Path) -> HwConfig:

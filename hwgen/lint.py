@@ -21,6 +21,7 @@ AMARANTH_WAIVED_RULES = (
     "UNUSEDSIGNAL",    # bits of views and memories it declares but does not read
     "PROCASSINIT",     # `initial` values of registers it also assigns in `always`
     "CASEINCOMPLETE",  # `casez (mode)` from m.Switch without a default arm (accumulator.v)
+    "DECLFILENAME",    # submodules are emitted as `module \\core.acc` in the top's file (core.v)
 )
 
 

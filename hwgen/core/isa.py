@@ -1,0 +1,89 @@
+"""The core's instruction set: one instruction per program layer (docs/core.md, "Instructions").
+
+An instruction is a flat record whose field widths come from the hardware configuration, so the
+sequencer (``hwgen.core.top``) and the compiler (``hwgen.core.compiler``) read one layout:
+:func:`instruction_layout` is the only place a field is declared, and :func:`pack` turns a
+field dictionary into the integer the instruction memory holds.
+
+Addresses are in words of the tensor memories (``lanes`` neurons of one position per word).
+A tensor keeps its timesteps back to back: timestep ``t`` of a tensor at ``base`` with ``step``
+words per timestep starts at ``base + t * step``.
+"""
+from __future__ import annotations
+
+import enum
+
+from amaranth.lib import data
+
+from hwgen.config import HwConfig
+from hwgen.units.accumulator import descriptor_layout
+
+__all__ = ["Op", "instruction_layout", "pack", "address_width"]
+
+
+class Op(enum.IntEnum):
+    END = 0
+    CONV = 1     # accumulator array: spike (or pixel) events -> currents (+ residual) -> int memory
+    LIF = 2      # LIF core: int memory currents -> spike memory
+    SDSA = 3     # SDSA unit: q, k, v spikes -> attention integers -> int memory
+    MASK = 4     # spike AND: v & mask (SDSA-1/2) -> spike memory
+    REDUCE = 5   # integer sums: token sum, readout over timesteps -> int memory
+
+
+def address_width(hw: HwConfig) -> int:
+    core = hw.core
+    return max(core.int_depth, core.spike_depth, core.pixel_depth).bit_length() + 1
+
+
+def instruction_layout(hw: HwConfig) -> data.StructLayout:
+    """Fields (unused ones are zero for a given op):
+
+    ``a``/``b``/``c`` are source tensors, ``dst`` the result; ``*_step`` words per timestep.
+    CONV: ``a`` spikes (or pixels), ``b`` residual; feeder geometry ``in_h, in_w, in_words``;
+    ``desc`` the accumulator descriptor. LIF: ``a`` currents, ``beats`` per timestep, ``count`` = T * beats.
+    SDSA: ``a, b, c`` = q, k, v; ``tokens, heads, head_dim, head_words`` (= head_dim / lanes).
+    MASK: ``a`` = v, ``b`` = mask, ``tokens`` positions of ``in_words`` words.
+    REDUCE: ``dst[o, g] = sum_i a[o * a_step + i * in_stride + g]`` for ``o < outer``,
+    ``g < in_words``, ``i < count``.
+    """
+    acc, lif, sdsa = hw.accumulator, hw.lif, hw.sdsa
+    aw = address_width(hw)
+    big = max(lif.neurons * lif.max_timesteps, hw.core.int_depth, hw.core.spike_depth) + 1
+    return data.StructLayout({
+        "op": 3,
+        "timesteps": range(lif.max_timesteps + 1),
+        "a_base": aw, "a_step": aw,
+        "b_base": aw, "b_step": aw,
+        "c_base": aw,
+        "dst_base": aw, "dst_step": aw,
+        "residual": 1,
+        "pixels": 1,
+        "in_h": range(acc.max_size + 1),
+        "in_w": range(acc.max_size + 1),
+        "in_words": range(max(acc.max_channels, lif.channels // lif.lanes, sdsa.heads * sdsa.head_dim) + 1),
+        "count": range(big),
+        "outer": range(lif.max_timesteps + 1),
+        "in_stride": aw,
+        "beats": range(lif.beats + 1),
+        "thr_base": range(max(lif.threshold_depth, 2)),
+        "thr_rows": range(lif.threshold_rows + 1),
+        "input_shift": range(32),
+        "tokens": range(sdsa.max_tokens + 1),
+        "heads": range(sdsa.heads + 1),
+        "head_dim": range(sdsa.head_dim + 1),
+        "head_words": range(sdsa.head_dim // sdsa.lanes + 1),
+        "desc": descriptor_layout(acc),
+    })
+
+
+def pack(layout: data.StructLayout, fields: dict) -> int:
+    """Field dictionary (``desc`` may be a nested dictionary) -> instruction word."""
+    word = 0
+    for name, value in fields.items():
+        field = layout[name]
+        if isinstance(field.shape, data.StructLayout):
+            value = pack(field.shape, value)
+        if not 0 <= int(value) < (1 << field.width):
+            raise ValueError(f"instruction field {name} = {value} does not fit {field.width} bits")
+        word |= int(value) << field.offset
+    return word

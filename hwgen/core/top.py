@@ -1,0 +1,264 @@
+"""The neuromorphic core: the three units, the tensor memories and a sequencer (docs/core.md).
+
+::
+
+                  +------------- sequencer: fetch instruction, start engines, wait ------------+
+                  |                                                                           |
+    pixels ----> EventFeeder --events--> AccumulatorArray --sums--> DrainWriter --+--> int memory
+    spike memory -^                                                 (+ residual)  |
+    int memory --> LifStreamer --currents--> LifCore --spikes--> LifStreamer ---------> spike memory
+    spike memory -> TokenGatherer --beats--> SdsaUnit --A--> StreamWriter ------------> int memory
+    spike memory -> MaskEngine ------------------------------------------------------> spike memory
+    int memory --> ReduceEngine -----------------------------------------------------> int memory
+
+One instruction runs one program layer over all its timesteps; one engine (and unit) is active
+at a time, so each memory port is a multiplexer selected by the instruction's op. The memories
+are loaded through ``load`` while the core is idle. Every write into the tensor memories is also
+visible on ``int_write`` / ``spike_write`` and every finished instruction on ``layer``, which is
+how a testbench checks each layer's output and counts its cycles without reaching inside.
+"""
+from __future__ import annotations
+
+import enum
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.config import HwConfig
+from hwgen.core.engines import (DrainWriter, EventFeeder, LifStreamer, MaskEngine, ReduceEngine, StreamWriter,
+                                TokenGatherer, int_word)
+from hwgen.core.isa import Op, address_width, instruction_layout
+from hwgen.units.accumulator import AccumulatorArray
+from hwgen.units.lif import LifCore
+from hwgen.units.sdsa import SdsaUnit
+
+__all__ = ["Target", "NeuromorphicCore", "load_data_width"]
+
+COUNTER_WIDTH = 40
+
+
+class Target(enum.IntEnum):
+    """``load.sel``: which memory a load word goes to."""
+    PROGRAM = 0
+    WEIGHTS = 1
+    BIASES = 2
+    THRESHOLDS = 3
+    PIXELS = 4
+    INTS = 5
+    SPIKES = 6
+
+
+def load_data_width(hw: HwConfig) -> int:
+    acc, lif = hw.accumulator, hw.lif
+    return max(instruction_layout(hw).size, acc.lanes * acc.weight_width, acc.lanes * acc.bias_width,
+               lif.lanes * lif.threshold_width, acc.input_bits, int_word(hw).size, lif.lanes)
+
+
+class NeuromorphicCore(wiring.Component):
+    """Runs a compiled program (``hwgen.core.compiler``) on one image per ``start``.
+
+    Ports
+    -----
+    start : In(1)
+        Pulse while idle: run the program from instruction 0 to its END.
+    busy, done : Out(1)
+        ``busy`` until END; ``done`` pulses once then.
+    load : In
+        ``en``, ``sel`` (:class:`Target`), ``addr``, ``data`` (low bits used): one memory word per
+        cycle, while idle.
+    int_write, spike_write : Out
+        The tensor memories' write ports (``en``, ``addr``, ``data``), for observation.
+    layer : Out
+        ``done`` pulses when an instruction finishes, with its ``pc``, ``cycles`` (fetch to
+        finish), synaptic ``additions`` and input ``events`` (spikes, or SDSA token beats).
+    """
+
+    def __init__(self, hw: HwConfig):
+        if hw.core is None:
+            raise ValueError(f"{hw.source}: the configuration has no 'core' section")
+        self._hw = hw
+        aw = address_width(hw)
+        super().__init__({
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "load": In(wiring.Signature({
+                "en": Out(1), "sel": Out(range(len(Target))), "addr": Out(aw),
+                "data": Out(load_data_width(hw))})),
+            "int_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(int_word(hw))})),
+            "spike_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(hw.lif.lanes)})),
+            "layer": Out(wiring.Signature({
+                "done": Out(1), "pc": Out(range(hw.core.program_depth)),
+                "cycles": Out(COUNTER_WIDTH), "additions": Out(COUNTER_WIDTH), "events": Out(COUNTER_WIDTH)})),
+        })
+
+    def elaborate(self, platform):
+        hw = self._hw
+        core = hw.core
+        m = Module()
+
+        # ---- units and engines --------------------------------------------------------------
+        m.submodules.acc = acc = AccumulatorArray(hw.accumulator)
+        m.submodules.lif = lif = LifCore(hw.lif)
+        m.submodules.sdsa = sdsa = SdsaUnit(cfg=hw.sdsa)
+        m.submodules.feeder = feeder = EventFeeder(hw)
+        m.submodules.drain = drain = DrainWriter(hw)
+        m.submodules.lif_io = lif_io = LifStreamer(hw)
+        m.submodules.gather = gather = TokenGatherer(hw)
+        m.submodules.attention_out = att_out = StreamWriter(hw)
+        m.submodules.mask = mask = MaskEngine(hw)
+        m.submodules.reduce = red = ReduceEngine(hw)
+        engines = [feeder, drain, lif_io, gather, att_out, mask, red]
+
+        wiring.connect(m, feeder.events, acc.events)
+        wiring.connect(m, acc.sums, drain.sums)
+        wiring.connect(m, lif_io.currents, lif.currents)
+        wiring.connect(m, lif.spikes, lif_io.spikes)
+        wiring.connect(m, gather.beat, sdsa.spikes)
+        wiring.connect(m, sdsa.out, att_out.beats)
+
+        # ---- memories -----------------------------------------------------------------------
+        layout = instruction_layout(hw)
+        m.submodules.program = prog = memory.Memory(shape=layout, depth=core.program_depth, init=[])
+        m.submodules.pixels = pixels = memory.Memory(shape=unsigned(hw.accumulator.input_bits),
+                                                     depth=core.pixel_depth, init=[])
+        m.submodules.ints = ints = memory.Memory(shape=int_word(hw), depth=core.int_depth, init=[])
+        m.submodules.spikes = spikes = memory.Memory(shape=unsigned(hw.lif.lanes), depth=core.spike_depth, init=[])
+        prog_rd, prog_wr = prog.read_port(), prog.write_port()
+        pix_rd, pix_wr = pixels.read_port(), pixels.write_port()
+        int_rd, int_wr = ints.read_port(), ints.write_port()
+        spk_rd = [spikes.read_port() for _ in range(3)]
+        spk_wr = spikes.write_port()
+
+        # ---- sequencer ----------------------------------------------------------------------
+        instr = Signal(layout)
+        pc = Signal(range(core.program_depth))
+        cycles = Signal(COUNTER_WIDTH)
+        launch = Signal()
+        finished = Signal()
+        for engine in engines:
+            m.d.comb += engine.instr.eq(instr)
+
+        m.d.comb += [prog_rd.addr.eq(pc)]
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += pc.eq(0)
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.sync += cycles.eq(1)
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += [instr.eq(prog_rd.data), cycles.eq(cycles + 1)]
+                m.next = "LAUNCH"
+            with m.State("LAUNCH"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(instr.op == Op.END):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += launch.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(finished):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+        op = instr.op
+        with m.Switch(op):
+            with m.Case(Op.CONV):
+                m.d.comb += [acc.start.eq(launch), feeder.start.eq(launch), drain.start.eq(launch),
+                             finished.eq(drain.done)]
+            with m.Case(Op.LIF):
+                m.d.comb += [lif.start.eq(launch), lif_io.start.eq(launch), finished.eq(lif_io.done)]
+            with m.Case(Op.SDSA):
+                m.d.comb += [sdsa.start.eq(launch), gather.start.eq(launch), att_out.start.eq(launch),
+                             finished.eq(sdsa.done)]
+            with m.Case(Op.MASK):
+                m.d.comb += [mask.start.eq(launch), finished.eq(mask.done)]
+            with m.Case(Op.REDUCE):
+                m.d.comb += [red.start.eq(launch), finished.eq(red.done)]
+
+        # unit run-time registers come straight from the instruction
+        m.d.comb += [
+            acc.desc.eq(instr.desc),
+            lif.beats.eq(instr.beats), lif.thr_rows.eq(instr.thr_rows), lif.thr_base.eq(instr.thr_base),
+            lif.timesteps.eq(instr.timesteps),
+            sdsa.tokens.eq(instr.tokens), sdsa.heads.eq(instr.heads), sdsa.head_dim.eq(instr.head_dim),
+            sdsa.timesteps.eq(instr.timesteps),
+        ]
+
+        # the layer report
+        m.d.comb += [self.layer.done.eq(finished),
+                     self.layer.pc.eq(pc), self.layer.cycles.eq(cycles + 1)]
+        with m.Switch(op):
+            with m.Case(Op.CONV):
+                m.d.comb += [self.layer.additions.eq(acc.counters.additions), self.layer.events.eq(acc.counters.events)]
+            with m.Case(Op.SDSA):
+                m.d.comb += [self.layer.additions.eq(sdsa.perf.additions), self.layer.events.eq(sdsa.perf.in_beats)]
+
+        # ---- memory ports: one engine at a time, the load port while idle --------------------
+        ld = self.load
+        loading = ~self.busy & ld.en
+        m.d.comb += [
+            prog_wr.en.eq(loading & (ld.sel == Target.PROGRAM)), prog_wr.addr.eq(ld.addr),
+            prog_wr.data.eq(ld.data[:layout.size]),
+            pix_wr.en.eq(loading & (ld.sel == Target.PIXELS)), pix_wr.addr.eq(ld.addr), pix_wr.data.eq(ld.data),
+            acc.weight_write.en.eq(loading & (ld.sel == Target.WEIGHTS)), acc.weight_write.addr.eq(ld.addr),
+            acc.weight_write.data.as_value().eq(ld.data),
+            acc.bias_write.en.eq(loading & (ld.sel == Target.BIASES)), acc.bias_write.addr.eq(ld.addr),
+            acc.bias_write.data.as_value().eq(ld.data),
+            lif.thr_write.en.eq(loading & (ld.sel == Target.THRESHOLDS)), lif.thr_write.addr.eq(ld.addr),
+            lif.thr_write.data.as_value().eq(ld.data),
+            pix_rd.addr.eq(feeder.pixels.addr), pix_rd.en.eq(feeder.pixels.en), feeder.pixels.data.eq(pix_rd.data),
+        ]
+
+        # int memory: one read port, one write port
+        int_readers = {Op.CONV: drain.residual, Op.LIF: lif_io.source, Op.REDUCE: red.source}
+        int_writers = {Op.CONV: drain.out, Op.SDSA: att_out.out, Op.REDUCE: red.out}
+        for port in int_readers.values():
+            m.d.comb += port.data.eq(int_rd.data)
+        with m.Switch(op):
+            for code, port in int_readers.items():
+                with m.Case(code):
+                    m.d.comb += [int_rd.addr.eq(port.addr), int_rd.en.eq(port.en)]
+        with m.If(self.busy):
+            with m.Switch(op):
+                for code, port in int_writers.items():
+                    with m.Case(code):
+                        m.d.comb += [int_wr.en.eq(port.en), int_wr.addr.eq(port.addr), int_wr.data.eq(port.data)]
+        with m.Else():
+            m.d.comb += [int_wr.en.eq(loading & (ld.sel == Target.INTS)), int_wr.addr.eq(ld.addr),
+                         int_wr.data.as_value().eq(ld.data)]
+
+        # spike memory: three read ports (q, k, v), one write port
+        spike_readers = {Op.CONV: [feeder.spikes], Op.SDSA: [gather.q, gather.k, gather.v],
+                         Op.MASK: [mask.v, mask.mask]}
+        for ports in spike_readers.values():
+            for rd, port in zip(spk_rd, ports):
+                m.d.comb += port.data.eq(rd.data)
+        with m.Switch(op):
+            for code, ports in spike_readers.items():
+                with m.Case(code):
+                    for rd, port in zip(spk_rd, ports):
+                        m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
+        spike_writers = {Op.LIF: lif_io.out, Op.MASK: mask.out}
+        with m.If(self.busy):
+            with m.Switch(op):
+                for code, port in spike_writers.items():
+                    with m.Case(code):
+                        m.d.comb += [spk_wr.en.eq(port.en), spk_wr.addr.eq(port.addr), spk_wr.data.eq(port.data)]
+        with m.Else():
+            m.d.comb += [spk_wr.en.eq(loading & (ld.sel == Target.SPIKES)), spk_wr.addr.eq(ld.addr),
+                         spk_wr.data.eq(ld.data)]
+
+        m.d.comb += [
+            self.int_write.en.eq(int_wr.en & self.busy), self.int_write.addr.eq(int_wr.addr),
+            self.int_write.data.eq(int_wr.data),
+            self.spike_write.en.eq(spk_wr.en & self.busy), self.spike_write.addr.eq(spk_wr.addr),
+            self.spike_write.data.eq(spk_wr.data),
+        ]
+        return m

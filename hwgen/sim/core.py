@@ -1,0 +1,214 @@
+"""Running the neuromorphic core in simulation: script in, write log out, tensors back.
+
+:func:`run_core` writes a script (every memory word to load, then per image its pixels and a
+run), lets the Verilated ``core_harness`` execute it with no Python per cycle, and turns the log
+(templates/core_harness.sv) back into, per image, every layer's output tensor in the golden
+engine's shape plus the cycles, additions and events of every instruction.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hwgen.core.compiler import CoreImage, from_words
+from hwgen.core.isa import address_width
+from hwgen.core.top import NeuromorphicCore, Target, load_data_width
+from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
+
+__all__ = ["LayerStats", "ImageResult", "CoreSimError", "core_sim_run", "write_script", "parse_log", "run_core"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+class CoreSimError(RuntimeError):
+    """The simulated core did not finish, or wrote where no layer's output lives."""
+
+
+@dataclass
+class LayerStats:
+    cycles: int
+    additions: int
+    events: int
+
+
+@dataclass
+class ImageResult:
+    cycles: int
+    layers: list[LayerStats]                 # per instruction
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)   # layer -> [T, ...] (readout: [...])
+
+
+def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int) -> SimRun:
+    """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``."""
+    from hwgen.build import emit_verilog
+    from hwgen.core.engines import int_word
+
+    rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
+    rtl_dir.mkdir(parents=True, exist_ok=True)
+    verilog = rtl_dir / "core.v"
+    if not verilog.exists():
+        write_if_changed(verilog, emit_verilog(NeuromorphicCore(hw), "core"))
+    params = {
+        "SEL_W": range_bits(len(Target)),
+        "ADDR_W": address_width(hw),
+        "DATA_W": load_data_width(hw),
+        "PC_W": range_bits(hw.core.program_depth),
+        "INT_W": int_word(hw).size,
+        "LANES": hw.lif.lanes,
+    }
+    return SimRun(
+        name=f"core-{hw.name}",
+        sources=[verilog, TEMPLATES / "core_harness.sv"],
+        toplevel="core_harness",
+        test_module="core_tb",
+        test_dir=Path(__file__).parent,
+        parameters=params,
+        plusargs=[f"+core_script={script}", f"+core_log={log}", f"+core_watchdog={watchdog}"],
+        log_file=work / "simulator.log",
+    )
+
+
+def write_script(image: CoreImage, pixels: np.ndarray, path: Path,
+                 preload: list[dict[str, np.ndarray]] | None = None) -> None:
+    """Loads of the static memories, then per image its pixels (and preloaded tensors) and a run."""
+    lines = [f"0 {int(sel):x} {addr:x} {word:x}" for sel, addr, word in image.static_loads()]
+    for b, img in enumerate(pixels):
+        loads = image.pixel_loads(img)
+        for name, value in (preload[b] if preload else {}).items():
+            loads += image.tensor_loads(name, value)
+        lines += [f"0 {int(sel):x} {addr:x} {word:x}" for sel, addr, word in loads]
+        lines.append("1 0 0 0")
+    lines.append("2 0 0 0")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _decode(words: list[int], lanes: int, width: int, signed: bool) -> np.ndarray:
+    a = np.array(words, dtype=object)
+    mask = (1 << width) - 1
+    out = np.empty((len(words), lanes), dtype=np.int64)
+    for lane in range(lanes):
+        out[:, lane] = ((a >> (lane * width)) & mask).astype(np.int64)
+    if signed:
+        out = np.where(out >= (1 << (width - 1)), out - (1 << width), out)
+    return out
+
+
+def _tensor(image: CoreImage, pc: int, writes: list[tuple[int, int]], memory: str) -> np.ndarray:
+    name = image.outputs[pc]
+    r = image.regions[name]
+    hw = image.hw
+    if r.memory != memory:
+        raise CoreSimError(f"instruction {pc} ({name}) wrote the {memory} memory; its output is in {r.memory}")
+    L = hw.lif.lanes
+    signed = memory == "ints"
+    width = hw.accumulator.accumulator_width if signed else 1
+    offsets = np.array([a - r.base for a, _ in writes], dtype=np.int64)
+    bad = np.flatnonzero((offsets < 0) | (offsets >= r.size))
+    if bad.size:
+        raise CoreSimError(f"instruction {pc} ({name}) wrote {memory} address {writes[bad[0]][0]}, outside its "
+                           f"region [{r.base}, {r.base + r.size})")
+    counts = np.bincount(offsets, minlength=r.size)
+    if (counts != 1).any():
+        i = int(np.flatnonzero(counts != 1)[0])
+        raise CoreSimError(f"instruction {pc} ({name}) wrote word {i} of its output {counts[i]} times "
+                           f"(each of its {r.size} words must be written once)")
+    words = np.zeros((r.size, L), dtype=np.int64)
+    words[offsets] = _decode([d for _, d in writes], L, width, signed)
+    value = from_words(words, r, L)
+    return value[0] if image.layers[pc].kind == "readout" else value
+
+
+def parse_log(image: CoreImage, path: Path) -> list[ImageResult]:
+    """The harness log -> one result per finished image. Raises on a watchdog stop."""
+    results = []
+    n = len(image.instructions)
+    writes: dict[int, dict[str, list]] = {}
+    stats: dict[int, LayerStats] = {}
+    with open(path) as f:
+        for line in f:
+            tag, *rest = line.split()
+            if tag in ("I", "S"):
+                pc, addr, data = (int(x, 16) for x in rest)
+                writes.setdefault(pc, {"I": [], "S": []})[tag].append((addr, data))
+            elif tag == "L":
+                pc = int(rest[0], 16)
+                stats[pc] = LayerStats(*(int(x) for x in rest[1:]))
+            elif tag == "D":
+                missing = [pc for pc in range(n) if pc not in stats]
+                if missing:
+                    raise CoreSimError(f"image {len(results)}: instruction {missing[0]} ({image.outputs[missing[0]]}) "
+                                       "never finished")
+                res = ImageResult(int(rest[0]), [stats[pc] for pc in range(n)])
+                for pc in range(n):
+                    w = writes.get(pc, {"I": [], "S": []})
+                    memory = "ints" if w["I"] else "spikes"
+                    if w["I"] and w["S"]:
+                        raise CoreSimError(f"instruction {pc} ({image.outputs[pc]}) wrote both memories")
+                    res.outputs[image.outputs[pc]] = _tensor(image, pc, w["I"] or w["S"], memory)
+                results.append(res)
+                writes, stats = {}, {}
+            elif tag == "H":
+                pc = int(rest[0], 16)
+                raise CoreSimError(f"image {len(results)}: the core hung in instruction {pc} "
+                                   f"({image.outputs[pc] if pc < n else 'END'}) after {rest[1]} cycles (watchdog)")
+    return results
+
+
+def _watchdog(image: CoreImage) -> int:
+    """Cycles an instruction may take at most: a dense scan (every input a spike) of the
+    largest layer, with margin. The harness stops a run that goes quiet for longer."""
+    worst = 0
+    for fields in image.instructions:
+        d = fields.get("desc")
+        if d:
+            positions = fields["in_h"] * fields["in_w"] * fields["in_words"] * image.lanes
+            worst = max(worst, positions * d["kernel"] ** 2 * d["words"] * image.hw.accumulator.input_bits)
+        worst = max(worst, fields.get("count", 0) * 4, fields.get("tokens", 0) * 4096)
+    return worst * max(1, image.program.T) + 100_000
+
+
+def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
+             preload: list[dict[str, np.ndarray]] | None = None,
+             progress: Callable[[int], None] | None = None) -> list[ImageResult]:
+    """Simulate the core on integer images ``pixels[B, C, H, W]``; ``progress(images_done)`` is
+    called from a watcher thread while the simulator runs."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    script, log = (work / "core_script.txt").resolve(), (work / "core_log.txt").resolve()
+    write_script(image, pixels, script, preload)
+    if log.exists():
+        log.unlink()
+    run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image))
+
+    stop = threading.Event()
+
+    def watch():
+        done, pos = 0, 0
+        while not stop.wait(0.5):
+            if log.exists():
+                with open(log, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos += len(chunk)
+                new = chunk.count(b"\nD ") + chunk.startswith(b"D ")
+                if new and progress:
+                    done += new
+                    progress(done)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        run_cocotb(run)
+    except (AssertionError, SystemExit) as e:
+        raise CoreSimError(f"simulation failed ({e}); see {work / 'simulator.log'}") from None
+    finally:
+        stop.set()
+        watcher.join()
+    results = parse_log(image, log)
+    if len(results) != len(pixels):
+        raise CoreSimError(f"{len(results)} of {len(pixels)} images finished; see {log}")
+    return results

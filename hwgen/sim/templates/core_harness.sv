@@ -1,0 +1,124 @@
+// File-driven harness around the generated neuromorphic core (hwgen/core).
+//
+// On `go` it executes a script, one line per cycle, each `OP SEL ADDR DATA` in hex:
+//   0  load DATA into memory SEL at ADDR through the core's load port
+//   1  pulse `start` and wait for `done` (one image)
+//   2  end: close the files and raise `finished`
+// and writes a log of everything the core does that a test checks:
+//   I pc addr data      a write into the int memory (while running)
+//   S pc addr data      a write into the spike memory
+//   L pc cycles additions events      an instruction finished
+//   D cycles            an image finished (start .. done)
+//   H pc cycles         watchdog: no instruction finished for `core_watchdog` cycles
+`default_nettype none
+
+module core_harness #(
+    parameter int SEL_W = 3,
+    parameter int ADDR_W = 20,
+    parameter int DATA_W = 512,
+    parameter int PC_W = 8,
+    parameter int INT_W = 192,
+    parameter int LANES = 8
+) (
+    input  wire clk,
+    input  wire rst,
+    input  wire go,
+    output logic finished,
+    output logic [31:0] images
+);
+    logic load_en, start;
+    logic [SEL_W-1:0] load_sel;
+    logic [ADDR_W-1:0] load_addr;
+    logic [DATA_W-1:0] load_data;
+    wire busy, done, int_en, spk_en, layer_done;
+    wire [ADDR_W-1:0] int_addr, spk_addr;
+    wire [INT_W-1:0] int_data;
+    wire [LANES-1:0] spk_data;
+    wire [PC_W-1:0] pc;
+    wire [39:0] l_cycles, l_additions, l_events;
+
+    core dut (
+        .clk(clk), .rst(rst), .start(start), .busy(busy), .done(done),
+        .load__en(load_en), .load__sel(load_sel), .load__addr(load_addr), .load__data(load_data),
+        .int_write__en(int_en), .int_write__addr(int_addr), .int_write__data(int_data),
+        .spike_write__en(spk_en), .spike_write__addr(spk_addr), .spike_write__data(spk_data),
+        .layer__done(layer_done), .layer__pc(pc), .layer__cycles(l_cycles),
+        .layer__additions(l_additions), .layer__events(l_events)
+    );
+
+    string script_file, log_file;
+    logic [63:0] watchdog;
+    initial begin
+        if (!$value$plusargs("core_script=%s", script_file)) script_file = "core_script.txt";
+        if (!$value$plusargs("core_log=%s", log_file)) log_file = "core_log.txt";
+        if (!$value$plusargs("core_watchdog=%d", watchdog)) watchdog = 64'd10000000;
+    end
+
+    typedef enum logic [1:0] {IDLE, READ, RUN, DONE} state_t;
+    state_t state;
+    integer script, log, got;
+    logic [31:0] op, sel;
+    logic [ADDR_W-1:0] addr;
+    logic [DATA_W-1:0] word;
+    logic [63:0] cycles, quiet;
+
+    always_ff @(posedge clk) begin
+        load_en <= 1'b0;
+        start <= 1'b0;
+        if (rst) begin
+            state <= IDLE;
+            finished <= 1'b0;
+        end else if (go) begin
+            script = $fopen(script_file, "r");
+            log = $fopen(log_file, "w");
+            state <= READ;
+            finished <= 1'b0;
+            images <= '0;
+        end else begin
+            case (state)
+                READ: begin
+                    got = $fscanf(script, "%h %h %h %h\n", op, sel, addr, word);
+                    if (got == 4 && op == 0) begin
+                        load_en <= 1'b1;
+                        load_sel <= sel[SEL_W-1:0];
+                        load_addr <= addr;
+                        load_data <= word;
+                    end else if (got == 4 && op == 1) begin
+                        start <= 1'b1;
+                        cycles <= '0;
+                        quiet <= '0;
+                        state <= RUN;
+                    end else begin
+                        $fclose(script);
+                        $fclose(log);
+                        finished <= 1'b1;
+                        state <= DONE;
+                    end
+                end
+                RUN: begin
+                    cycles <= cycles + 1;
+                    quiet <= layer_done ? '0 : quiet + 1;
+                    if (done) begin
+                        $fwrite(log, "D %0d\n", cycles + 1);
+                        images <= images + 1;
+                        state <= READ;
+                    end else if (quiet > watchdog) begin
+                        $fwrite(log, "H %0h %0d\n", pc, cycles);
+                        $fclose(script);
+                        $fclose(log);
+                        finished <= 1'b1;
+                        state <= DONE;
+                    end
+                end
+                default: ;
+            endcase
+            if (state == RUN && int_en) $fwrite(log, "I %0h %0h %h\n", pc, int_addr, int_data);
+            if (state == RUN && spk_en) $fwrite(log, "S %0h %0h %h\n", pc, spk_addr, spk_data);
+            if (state == RUN && layer_done) $fwrite(log, "L %0h %0d %0d %0d\n", pc, l_cycles, l_additions, l_events);
+        end
+    end
+
+    wire unused = &{1'b0, busy, sel[31:SEL_W]};
+endmodule
+
+`default_nettype wire

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hwgen.config import ConfigError, load_config
 
@@ -104,6 +105,44 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _cmd_sim(args) -> int:
+    from golden.program import ProgramError
+    from hwgen.core.compiler import CoreFitError
+    from hwgen.core.simulate import MismatchError, simulate
+    from hwgen.sim.core import CoreSimError
+
+    hw = load_config(args.config)
+    if hw.core is None:
+        print(f"hwgen sim: {args.config}: no 'core' section: this configuration describes no core", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or f"build/runs/{Path(args.program).name}"
+
+    def progress(done: int) -> None:
+        print(f"\r  simulated {done}/{args.images} image(s)", end="", file=sys.stderr, flush=True)
+
+    try:
+        run = simulate(args.program, hw, images=args.images, out=out, data=args.data, progress=progress)
+    except (ProgramError, CoreFitError, FileNotFoundError, ValueError) as e:
+        print(f"hwgen sim: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (MismatchError, CoreSimError) as e:
+        print(f"\nhwgen sim: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    print(file=sys.stderr)
+    _print_run(run, out)
+    return 0
+
+
+def _print_run(run: dict, out) -> None:
+    t = run["totals"]
+    acc = "" if t["accuracy"] is None else f", accuracy {100 * t['accuracy']:.2f}%"
+    print(f"{t['exact_images']}/{t['images']} images bit-exact on every layer and the logits{acc}")
+    print(f"cycles/image {t['cycles_per_image']:,.0f} (bound {t['bound_per_image']:,.0f}, efficiency "
+          f"{t['efficiency']:.3f}); energy/image {t['energy_pj_per_image'] / 1e6:.3f} uJ "
+          f"({t['additions_per_image']:,.0f} additions, {t['macs_per_image']:,.0f} MACs)")
+    print(f"wrote {Path(out) / 'run.json'}, {Path(out) / 'report.md'}, {Path(out) / 'report.png'}")
+
+
 def _cmd_check(args) -> int:
     cfg = load_config(args.config)
     print(f"{args.config}: ok ({cfg.name}, hash {cfg.hash})")
@@ -136,6 +175,18 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", choices=["digits", "random"], help="calibration and sample data (default: by model)")
     q.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     q.set_defaults(func=_cmd_quantize)
+
+    s = sub.add_parser("sim", help="run a program on the simulated core and check every layer against the golden engine")
+    s.add_argument("program", help="program folder written by hwgen quantize")
+    s.add_argument("--config", required=True, help="hardware configuration with a 'core' section")
+    s.add_argument("--images", type=int, default=10, help="images to simulate (default 10)")
+    s.add_argument("--data", choices=["digits", "traces"],
+                   help="images: the digits test split (default for digits models) or the program's traces")
+    s.add_argument("--out", help="run folder (default: build/runs/<program folder name>)")
+    s.set_defaults(func=_cmd_sim)
+
+    from hwgen.report import add_parser as add_report_parser
+    add_report_parser(sub)
 
     c = sub.add_parser("check", help="validate a hardware config and print its hash")
     c.add_argument("config")

@@ -6,6 +6,7 @@ step succeeded, so a failed build leaves the previous folder (or none) exactly a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ def units_for(cfg: HwConfig) -> list[tuple[str, wiring.Component]]:
     if cfg.sdsa is not None:
         from hwgen.units.sdsa import SdsaUnit
         units.append(("sdsa_unit", SdsaUnit(cfg=cfg.sdsa)))
+    if cfg.core is not None:
+        from hwgen.core.top import NeuromorphicCore
+        units.append(("core", NeuromorphicCore(cfg)))
     return units
 
 
@@ -60,9 +64,36 @@ def _ports(component: wiring.Component) -> list[dict]:
     return ports
 
 
+@contextlib.contextmanager
+def _no_zero_memory_init():
+    """Emit memories whose initial contents are all zero without any initial contents.
+
+    Amaranth spells a memory's initial contents bit by bit (``$meminit_v2``): for a 2^21-word
+    weight memory that is 2^28 nets, far beyond what generation can handle. No memory of these
+    designs is read before it is written (weights, biases, thresholds, program and pixels are
+    loaded; accumulators are initialised from the biases; the LIF core reads zero membranes at
+    t = 0 without touching its memory; tensors are written by the layer that produces them), and
+    SRAM macros have no reset contents either. rtl_tests/test_core.py runs the core with every
+    memory and register randomised at start (Verilator ``--x-initial unique``) to hold us to it."""
+    from amaranth.back import rtlil
+
+    original = rtlil.ModuleEmitter.emit_memory
+
+    def emit_memory(self, cell_idx, cell):
+        if any(cell.init):
+            original(self, cell_idx, cell)
+
+    rtlil.ModuleEmitter.emit_memory = emit_memory
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_memory = original
+
+
 def emit_verilog(component: wiring.Component, top: str) -> str:
     verilator_env()  # also pins AMARANTH_USE_YOSYS=builtin
-    return verilog.convert(component, name=top, emit_src=False)
+    with _no_zero_memory_init():
+        return verilog.convert(component, name=top, emit_src=False)
 
 
 def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool, run_synth: bool) -> BuildResult:

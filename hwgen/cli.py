@@ -20,6 +20,19 @@ def _cmd_build(args) -> int:
     cfg = load_config(args.config)
     if args.out is None:
         args.out = f"build/{cfg.name}"
+    if args.program is not None:
+        from golden.program import ProgramError, load_program
+        from hwgen.core.compiler import CoreFitError, compile_program
+        if cfg.core is None:
+            print(f"hwgen build: --program needs a configuration with a 'core' section ({args.config})", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            image = compile_program(load_program(args.program), cfg)
+        except (ProgramError, CoreFitError) as e:
+            print(f"hwgen build: {args.program} does not fit {args.config}: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{args.program} fits: {len(image.instructions)} instructions, int memory {image.peak['ints']} of "
+              f"{cfg.core.int_depth} words, spike memory {image.peak['spikes']} of {cfg.core.spike_depth}")
     try:
         result = build(cfg, args.out, force=args.force, run_lint=not args.no_lint, run_synth=not args.no_synth)
     except BuildError as e:
@@ -159,6 +172,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     b.add_argument("--no-lint", action="store_true", help="skip the Verilator lint gate")
     b.add_argument("--no-synth", action="store_true", help="skip Yosys statistics (synth_<top>.json)")
+    b.add_argument("--program", help="program folder (hwgen quantize) the core must hold: refuse the build if it does not fit")
     b.set_defaults(func=_cmd_build)
 
     q = sub.add_parser("quantize", help="fold, quantize and export a checkpoint as an integer program with traces")

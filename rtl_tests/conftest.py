@@ -52,3 +52,9 @@ def digits_program(tmp_path_factory):
 def digits_sdsa1_program(tmp_path_factory):
     """The bundled digits model trained with SDSA-1 (T = 1)."""
     return _export_digits(tmp_path_factory, "digits_sdsa1_t1.pth", "digits_sdsa1.yaml")
+
+
+@pytest.fixture(scope="session")
+def digits_t1_program(tmp_path_factory):
+    """The bundled digits model (SDSA-3) at T = 1."""
+    return _export_digits(tmp_path_factory, "digits_sdsa3_t1.pth", "digits.yaml")

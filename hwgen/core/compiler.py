@@ -8,6 +8,7 @@ lives, which is how a testbench turns the core's write log back into golden-shap
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -164,17 +165,40 @@ def _same_section(program: Program, hw: HwConfig, section: str, keys=None) -> No
                                f"{want.get(key)!r} ({hw.source}); quantize again with this configuration")
 
 
+def _check_parameter_memories(program: Program, hw: HwConfig) -> None:
+    from golden.export import memory_images
+
+    depths = {"weights": ("accumulator.weight_depth", hw.accumulator.weight_depth),
+              "biases": ("accumulator.bias_depth", hw.accumulator.bias_depth),
+              "thresholds": ("lif.threshold_depth", hw.lif.threshold_depth)}
+    for name, (words, _) in memory_images(program).items():
+        key, depth = depths[name]
+        if words > depth:
+            raise CoreFitError(f"the {name} memory: the program needs {words} words, the core has {depth}: "
+                               f"{words - depth} words short ({key})")
+
+
 def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = None) -> CoreImage:
     """Compile ``program`` (or the ``layers`` slice of it: tensors it reads from earlier layers
     become preloaded inputs) for the core described by ``hw``."""
     if hw.core is None:
         raise CoreFitError(f"{hw.source}: no 'core' section: this configuration describes no core")
-    for section in ("lif", "accumulator"):
-        _same_section(program, hw, section)
-    _same_section(program, hw, "sdsa", ["variant"]) if any(l.kind == "sdsa" for l in program.layers) else None
+    # the semantics must agree; capacities are checked layer by layer below
+    _same_section(program, hw, "lif", ["lanes", "current_width", "membrane_width", "frac_bits", "threshold_width",
+                                       "leak_shift", "reset"])
+    _same_section(program, hw, "accumulator", ["lanes", "weight_width", "accumulator_width", "bias_width",
+                                               "input_bits"])
+    from golden.export import memory_images
+
     L, T = hw.lif.lanes, program.T
     acc, lif, sdsa = hw.accumulator, hw.lif, hw.sdsa
-    todo = program.layers[layers] if layers is not None else list(program.layers)
+    by_name = {l.name: l for l in program.layers}
+    if layers is not None:
+        # a slice gets its own weight, bias and threshold memories: re-place them from offset 0
+        program = Program(program.header, [copy.deepcopy(l) for l in program.layers[layers]], program.arrays)
+        memory_images(program)
+    todo = list(program.layers)
+    _check_parameter_memories(program, hw)
     if len(todo) + 1 > hw.core.program_depth:
         raise CoreFitError(f"program: {len(todo)} layers + END need {len(todo) + 1} instructions, the core holds "
                            f"{hw.core.program_depth}: {len(todo) + 1 - hw.core.program_depth} short (core.program_depth)")
@@ -182,7 +206,6 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
         raise CoreFitError(f"program: T = {T} > lif.max_timesteps = {lif.max_timesteps}")
 
     mems = {"ints": _Allocator("ints", hw.core.int_depth), "spikes": _Allocator("spikes", hw.core.spike_depth)}
-    by_name = {l.name: l for l in program.layers}
     regions: dict[str, Region] = {}
     preloaded: list[str] = []
     last_use = {}

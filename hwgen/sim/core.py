@@ -42,16 +42,24 @@ class ImageResult:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)   # layer -> [T, ...] (readout: [...])
 
 
-def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int) -> SimRun:
-    """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``."""
+def _core_verilog(hw) -> Path:
     from hwgen.build import emit_verilog
-    from hwgen.core.engines import int_word
 
     rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
     rtl_dir.mkdir(parents=True, exist_ok=True)
     verilog = rtl_dir / "core.v"
-    if not verilog.exists():
-        write_if_changed(verilog, emit_verilog(NeuromorphicCore(hw), "core"))
+    write_if_changed(verilog, emit_verilog(NeuromorphicCore(hw), "core"))
+    return verilog
+
+
+def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
+                 random_init: int | None = None) -> SimRun:
+    """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``.
+    ``random_init``: a seed; every memory and register without a reset value starts random
+    instead of zero (a run must not depend on them)."""
+    from hwgen.core.engines import int_word
+
+    verilog = _core_verilog(hw)
     params = {
         "SEL_W": range_bits(len(Target)),
         "ADDR_W": address_width(hw),
@@ -60,6 +68,11 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int) -> S
         "INT_W": int_word(hw).size,
         "LANES": hw.lif.lanes,
     }
+    extra = {}
+    plusargs = [f"+core_script={script}", f"+core_log={log}", f"+core_watchdog={watchdog}"]
+    if random_init is not None:
+        extra["build_args"] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "unique", "-O3")
+        plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_init}"]
     return SimRun(
         name=f"core-{hw.name}",
         sources=[verilog, TEMPLATES / "core_harness.sv"],
@@ -67,8 +80,9 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int) -> S
         test_module="core_tb",
         test_dir=Path(__file__).parent,
         parameters=params,
-        plusargs=[f"+core_script={script}", f"+core_log={log}", f"+core_watchdog={watchdog}"],
+        plusargs=plusargs,
         log_file=work / "simulator.log",
+        **extra,
     )
 
 
@@ -172,7 +186,7 @@ def _watchdog(image: CoreImage) -> int:
 
 
 def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
-             preload: list[dict[str, np.ndarray]] | None = None,
+             preload: list[dict[str, np.ndarray]] | None = None, random_init: int | None = None,
              progress: Callable[[int], None] | None = None) -> list[ImageResult]:
     """Simulate the core on integer images ``pixels[B, C, H, W]``; ``progress(images_done)`` is
     called from a watcher thread while the simulator runs."""
@@ -182,7 +196,8 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
     write_script(image, pixels, script, preload)
     if log.exists():
         log.unlink()
-    run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image))
+    run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image),
+                       random_init=random_init)
 
     stop = threading.Event()
 

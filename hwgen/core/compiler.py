@@ -262,7 +262,6 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
                      f"the image has {c_in * h * w} pixels, core.pixel_depth is {hw.core.pixel_depth}")
                 src_base, src_step, in_words = 0, 0, c_in       # the image is the same every timestep
             else:
-                need(c_in % L == 0, layer, f"{c_in} input channels: the core needs a multiple of lanes ({L})")
                 src = tensor(layer.inputs[0], layer)
                 src_base, src_step, in_words = src.base, src.step, src.words
             res = tensor(a["residual"], layer) if kind == "conv" and a.get("residual") else None
@@ -277,12 +276,13 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
         elif kind == "lif":
             src = tensor(layer.inputs[0], layer)
             channels = a["channels"]
-            need(channels % L == 0, layer, f"{channels} channels: the LIF core needs a multiple of lanes ({L})")
             beats = src.step
             need(beats <= lif.beats, layer, f"{beats * L} neurons, the LIF core holds {lif.neurons} (lif.neurons)")
+            # channels past C in the last word of a position: zero currents, the largest
+            # threshold (golden.export pads them), so they never fire and stay zero downstream
             out = place(layer.name, "spikes", src.positions, channels, out_shape)
             fields = dict(op=Op.LIF, timesteps=T, a_base=src.base, dst_base=out.base, beats=beats,
-                          count=T * beats, thr_base=a["threshold_offset"], thr_rows=channels // L,
+                          count=T * beats, thr_base=a["threshold_offset"], thr_rows=src.words,
                           input_shift=a["input_shift"])
         elif kind == "sdsa":
             q, k, v = (tensor(a[f], layer) if a.get(f) else None for f in ("q", "k", "v"))

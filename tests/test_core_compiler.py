@@ -119,3 +119,20 @@ def test_build_refuses_a_program_that_does_not_fit(program, tmp_path):
     assert "does not fit" in res.stderr and "spikes memory is full" in res.stderr and "core.spike_depth" in res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def _hwgen(*args):
+    return subprocess.run([sys.executable, "-m", "hwgen", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_sim_needs_a_core_config(program):
+    res = _hwgen("sim", str(program), "--config", "configs/hw/lif_small.yaml")
+    assert res.returncode == 2
+    assert "configs/hw/lif_small.yaml: no 'core' section" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_sim_names_a_missing_program(tmp_path):
+    res = _hwgen("sim", str(tmp_path / "nothing"), "--config", str(DIGITS))
+    assert res.returncode == 2
+    assert str(tmp_path / "nothing") in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

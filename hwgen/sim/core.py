@@ -203,17 +203,21 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
     stop = threading.Event()
 
     def watch():
-        done, pos = 0, 0
-        while not stop.wait(0.5):
+        done, pos, tail = 0, 0, b"\n"
+        while True:
+            stopping = stop.wait(0.5)
             if log.exists():
                 with open(log, "rb") as f:
                     f.seek(pos)
                     chunk = f.read()
-                    pos += len(chunk)
-                new = chunk.count(b"\nD ") + chunk.startswith(b"D ")
+                pos += len(chunk)
+                data, tail = tail + chunk, (tail + chunk)[-2:]   # a line may straddle two reads
+                new = data.count(b"\nD ")
                 if new and progress:
                     done += new
                     progress(done)
+            if stopping:
+                return
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

@@ -147,6 +147,16 @@ def _cmd_sim(args) -> int:
 
 
 def _print_run(run: dict, out) -> None:
+    for i in run["images"]:
+        label = "" if i["label"] is None else f"label {i['label']}, "
+        print(f"image {i['index']:3d}: {label}predicted {i['predicted']} (golden {i['golden_predicted']}), "
+              f"{i['cycles']:,} cycles")
+    print(f"{'layer':40s} {'unit':11s} {'cycles':>10s} {'effic.':>6s} {'additions':>11s} {'rate':>6s} {'energy':>10s}")
+    for r in run["layers"]:
+        eff = "" if r["efficiency"] is None else f"{r['efficiency']:.2f}"
+        rate = "" if r["input_rate"] is None else f"{r['input_rate']:.3f}"
+        print(f"{r['name'][:40]:40s} {r['unit']:11s} {r['cycles']:10,.0f} {eff:>6s} {r['additions']:11,.0f} "
+              f"{rate:>6s} {r['energy_pj'] / 1e3:8.2f} nJ")
     t = run["totals"]
     acc = "" if t["accuracy"] is None else f", accuracy {100 * t['accuracy']:.2f}%"
     print(f"{t['exact_images']}/{t['images']} images bit-exact on every layer and the logits{acc}")

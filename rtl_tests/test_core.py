@@ -117,3 +117,25 @@ def test_layer_counters_match_independent_counts(digits_t4_run):
         assert stats.cycles > 0
     # the instructions' cycles cover the image's run (plus the END fetch)
     assert 0 <= results[0].cycles - sum(s.cycles for s in results[0].layers) <= 8
+
+
+@pytest.mark.parametrize("config", ["digits", "digits_sdsa1", "metaspikeformer"])
+def test_core_and_harness_lint_clean(config, tmp_path):
+    """`verilator --lint-only -Wall`: the generated core with the Amaranth waivers scoped to it,
+    and the hand-written harness around it with none, at the simulation's parameters."""
+    from hwgen.build import emit_verilog
+    from hwgen.core.top import NeuromorphicCore
+    from hwgen.lint import lint, write_waivers
+    from hwgen.sim.core import TEMPLATES, core_sim_run
+
+    hw = load_config(CONFIGS / f"{config}.yaml")
+    core = tmp_path / "core.v"
+    core.write_text(emit_verilog(NeuromorphicCore(hw), "core"))
+    (tmp_path / "core_harness.sv").write_text((TEMPLATES / "core_harness.sv").read_text())
+    waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [core])
+    ok, report = lint(["./core.v"], "core", f"./{waivers.name}", tmp_path)
+    assert ok, report
+    params = core_sim_run(hw, work=tmp_path, script=tmp_path / "s", log=tmp_path / "l", watchdog=1).parameters
+    ok, report = lint([*(f"-G{k}={v}" for k, v in params.items()), "./core_harness.sv", "./core.v"],
+                      "core_harness", f"./{waivers.name}", tmp_path)
+    assert ok, report

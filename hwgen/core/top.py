@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,6 +53,31 @@ def load_data_width(hw: HwConfig) -> int:
     acc, lif = hw.accumulator, hw.lif
     return max(instruction_layout(hw).size, acc.lanes * acc.weight_width, acc.lanes * acc.bias_width,
                lif.lanes * lif.threshold_width, acc.input_bits, int_word(hw).size, lif.lanes)
+
+
+def _share_read_ports(m: Module, op, memory_ports: list, users: dict) -> None:
+    """Each op's engine drives the memory's read ports (its n-th port the n-th); data fans out."""
+    for ports in users.values():
+        for rd, port in zip(memory_ports, ports):
+            m.d.comb += port.data.eq(rd.data)
+    with m.Switch(op):
+        for code, ports in users.items():
+            with m.Case(code):
+                for rd, port in zip(memory_ports, ports):
+                    m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
+
+
+def _share_write_port(m: Module, op, busy, memory_port, writers: dict, load_en, load) -> None:
+    """While running, the op's engine writes; while idle, the load port."""
+    with m.If(busy):
+        with m.Switch(op):
+            for code, port in writers.items():
+                with m.Case(code):
+                    m.d.comb += [memory_port.en.eq(port.en), memory_port.addr.eq(port.addr),
+                                 memory_port.data.eq(port.data)]
+    with m.Else():
+        m.d.comb += [memory_port.en.eq(load_en), memory_port.addr.eq(load.addr),
+                     Value.cast(memory_port.data).eq(load.data)]
 
 
 class NeuromorphicCore(wiring.Component):
@@ -216,44 +241,14 @@ class NeuromorphicCore(wiring.Component):
             pix_rd.addr.eq(feeder.pixels.addr), pix_rd.en.eq(feeder.pixels.en), feeder.pixels.data.eq(pix_rd.data),
         ]
 
-        # int memory: one read port, one write port
-        int_readers = {Op.CONV: drain.residual, Op.LIF: lif_io.source, Op.REDUCE: red.source}
-        int_writers = {Op.CONV: drain.out, Op.SDSA: att_out.out, Op.REDUCE: red.out}
-        for port in int_readers.values():
-            m.d.comb += port.data.eq(int_rd.data)
-        with m.Switch(op):
-            for code, port in int_readers.items():
-                with m.Case(code):
-                    m.d.comb += [int_rd.addr.eq(port.addr), int_rd.en.eq(port.en)]
-        with m.If(self.busy):
-            with m.Switch(op):
-                for code, port in int_writers.items():
-                    with m.Case(code):
-                        m.d.comb += [int_wr.en.eq(port.en), int_wr.addr.eq(port.addr), int_wr.data.eq(port.data)]
-        with m.Else():
-            m.d.comb += [int_wr.en.eq(loading & (ld.sel == Target.INTS)), int_wr.addr.eq(ld.addr),
-                         int_wr.data.as_value().eq(ld.data)]
-
-        # spike memory: three read ports (q, k, v), one write port
-        spike_readers = {Op.CONV: [feeder.spikes], Op.SDSA: [gather.q, gather.k, gather.v],
-                         Op.MASK: [mask.v, mask.mask]}
-        for ports in spike_readers.values():
-            for rd, port in zip(spk_rd, ports):
-                m.d.comb += port.data.eq(rd.data)
-        with m.Switch(op):
-            for code, ports in spike_readers.items():
-                with m.Case(code):
-                    for rd, port in zip(spk_rd, ports):
-                        m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
-        spike_writers = {Op.LIF: lif_io.out, Op.MASK: mask.out}
-        with m.If(self.busy):
-            with m.Switch(op):
-                for code, port in spike_writers.items():
-                    with m.Case(code):
-                        m.d.comb += [spk_wr.en.eq(port.en), spk_wr.addr.eq(port.addr), spk_wr.data.eq(port.data)]
-        with m.Else():
-            m.d.comb += [spk_wr.en.eq(loading & (ld.sel == Target.SPIKES)), spk_wr.addr.eq(ld.addr),
-                         spk_wr.data.eq(ld.data)]
+        # int memory: one read port, one write port; spike memory: three read ports (q, k, v), one write
+        _share_read_ports(m, op, [int_rd], {Op.CONV: [drain.residual], Op.LIF: [lif_io.source], Op.REDUCE: [red.source]})
+        _share_read_ports(m, op, spk_rd, {Op.CONV: [feeder.spikes], Op.SDSA: [gather.q, gather.k, gather.v],
+                                          Op.MASK: [mask.v, mask.mask]})
+        _share_write_port(m, op, self.busy, int_wr, {Op.CONV: drain.out, Op.SDSA: att_out.out, Op.REDUCE: red.out},
+                          loading & (ld.sel == Target.INTS), ld)
+        _share_write_port(m, op, self.busy, spk_wr, {Op.LIF: lif_io.out, Op.MASK: mask.out},
+                          loading & (ld.sel == Target.SPIKES), ld)
 
         m.d.comb += [
             self.int_write.en.eq(int_wr.en & self.busy), self.int_write.addr.eq(int_wr.addr),

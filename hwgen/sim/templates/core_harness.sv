@@ -1,6 +1,6 @@
 // File-driven harness around the generated neuromorphic core (hwgen/core).
 //
-// On `go` it executes a script, one line per cycle, each `OP SEL ADDR DATA` in hex:
+// On `go` (once per simulation) it executes a script, one line per cycle, each `OP SEL ADDR DATA` in hex:
 //   0  load DATA into memory SEL at ADDR through the core's load port
 //   1  pulse `start` and wait for `done` (one image)
 //   2  end: close the files and raise `finished`
@@ -48,19 +48,38 @@ module core_harness #(
 
     string script_file, log_file;
     logic [63:0] watchdog;
+    integer script, log;
     initial begin
         if (!$value$plusargs("core_script=%s", script_file)) script_file = "core_script.txt";
         if (!$value$plusargs("core_log=%s", log_file)) log_file = "core_log.txt";
         if (!$value$plusargs("core_watchdog=%d", watchdog)) watchdog = 64'd10000000;
+        script = $fopen(script_file, "r");
+        log = $fopen(log_file, "w");
     end
 
     typedef enum logic [1:0] {IDLE, READ, RUN, DONE} state_t;
     state_t state;
-    integer script, log, got;
-    logic [31:0] op, sel;
-    logic [ADDR_W-1:0] addr;
-    logic [DATA_W-1:0] word;
+    typedef struct packed {
+        logic [31:0] op;
+        logic [31:0] sel;
+        logic [ADDR_W-1:0] addr;
+        logic [DATA_W-1:0] word;
+    } line_t;
+
+    // The next script line; at the end of the file an END line.
+    function automatic line_t next_line();
+        logic [31:0] op = 32'd2, sel = '0;
+        logic [ADDR_W-1:0] addr = '0;
+        logic [DATA_W-1:0] word = '0;
+        if (!$feof(script)) void'($fscanf(script, "%h %h %h %h\n", op, sel, addr, word));
+        return '{op: op, sel: sel, addr: addr, word: word};
+    endfunction
     logic [63:0] cycles, quiet;
+
+    task automatic close_files();
+        $fclose(script);
+        $fclose(log);
+    endtask
 
     always_ff @(posedge clk) begin
         load_en <= 1'b0;
@@ -69,28 +88,26 @@ module core_harness #(
             state <= IDLE;
             finished <= 1'b0;
         end else if (go) begin
-            script = $fopen(script_file, "r");
-            log = $fopen(log_file, "w");
             state <= READ;
             finished <= 1'b0;
             images <= '0;
         end else begin
             case (state)
-                READ: begin
-                    got = $fscanf(script, "%h %h %h %h\n", op, sel, addr, word);
-                    if (got == 4 && op == 0) begin
+                READ: begin : read_line
+                    line_t line;
+                    line = next_line();
+                    if (line.op == 0) begin
                         load_en <= 1'b1;
-                        load_sel <= sel[SEL_W-1:0];
-                        load_addr <= addr;
-                        load_data <= word;
-                    end else if (got == 4 && op == 1) begin
+                        load_sel <= line.sel[SEL_W-1:0];
+                        load_addr <= line.addr;
+                        load_data <= line.word;
+                    end else if (line.op == 1) begin
                         start <= 1'b1;
                         cycles <= '0;
                         quiet <= '0;
                         state <= RUN;
                     end else begin
-                        $fclose(script);
-                        $fclose(log);
+                        close_files();
                         finished <= 1'b1;
                         state <= DONE;
                     end
@@ -104,8 +121,7 @@ module core_harness #(
                         state <= READ;
                     end else if (quiet > watchdog) begin
                         $fwrite(log, "H %0h %0d\n", pc, cycles);
-                        $fclose(script);
-                        $fclose(log);
+                        close_files();
                         finished <= 1'b1;
                         state <= DONE;
                     end
@@ -118,7 +134,7 @@ module core_harness #(
         end
     end
 
-    wire unused = &{1'b0, busy, sel[31:SEL_W]};
+    wire unused = &{1'b0, busy};
 endmodule
 
 `default_nettype wire

@@ -58,3 +58,9 @@ def digits_sdsa1_program(tmp_path_factory):
 def digits_t1_program(tmp_path_factory):
     """The bundled digits model (SDSA-3) at T = 1."""
     return _export_digits(tmp_path_factory, "digits_sdsa3_t1.pth", "digits.yaml")
+
+
+@pytest.fixture(scope="session")
+def digits16_program(tmp_path_factory):
+    """The bundled digits model (SDSA-3, T = 1) for 16 lanes: stage 4's heads of 24 are padded."""
+    return _export_digits(tmp_path_factory, "digits_sdsa3_t1.pth", "digits16.yaml")

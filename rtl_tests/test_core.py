@@ -69,6 +69,16 @@ def test_digits_sdsa1_with_mask_exact(digits_sdsa1_program, tmp_path):
     assert run["totals"]["exact_images"] == 6
 
 
+def test_digits_on_16_lanes_with_padded_heads_exact(digits16_program, tmp_path):
+    """16 lanes: 8-channel stage-1 tensors fill half a word, and block 4's heads of 24 are
+    head-padded to 32 (hwgen/core/padding.py); the padding channels must stay zero."""
+    hw = load_config(CONFIGS / "digits16.yaml")
+    image = compile_program(load_program(digits16_program), hw)
+    assert image.regions["block4.0.attn.sdsa"].index is not None
+    run = simulate(digits16_program, hw, images=8, out=tmp_path / "run", log=lambda m: None)
+    assert run["totals"]["exact_images"] == 8 and run["lanes"] == 16
+
+
 def test_corrupted_golden_value_is_located(digits_t4_run):
     image, results, golden, _ = digits_t4_run
     name = "block3.0.attn.attn_lif"   # the attention neuron, timestep 2
@@ -119,7 +129,7 @@ def test_layer_counters_match_independent_counts(digits_t4_run):
     assert 0 <= results[0].cycles - sum(s.cycles for s in results[0].layers) <= 8
 
 
-@pytest.mark.parametrize("config", ["digits", "digits_sdsa1", "metaspikeformer"])
+@pytest.mark.parametrize("config", ["digits", "digits_sdsa1", "digits16", "metaspikeformer"])
 def test_core_and_harness_lint_clean(config, tmp_path):
     """`verilator --lint-only -Wall`: the generated core with the Amaranth waivers scoped to it,
     and the hand-written harness around it with none, at the simulation's parameters."""

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from golden.export import load_traces
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 BLOCK = "block3.0"
 
 
-def _run_block(tmp_path: Path, img_size: int):
+def _run_block(tmp_path: Path, img_size: int, block: str = BLOCK):
     out = tmp_path / "m15"
     res = subprocess.run([sys.executable, "-m", "hwgen", "quantize", "--model", "metaspikeformer_15m",
                           "--img-size", str(img_size), "--random-init", "1", "--T", "1",
@@ -39,30 +40,36 @@ def _run_block(tmp_path: Path, img_size: int):
     program = load_program(out)
     hw = load_config(REPO / "configs" / "hw" / "metaspikeformer.yaml")
     names = [layer.name for layer in program.layers]
-    first, last = names.index(f"{BLOCK}.attn.head_lif"), names.index(f"{BLOCK}.mlp.fc2_conv")
+    first, last = names.index(f"{block}.attn.head_lif"), names.index(f"{block}.mlp.fc2_conv")
     image = compile_program(program, hw, layers=slice(first, last + 1))
-    golden = _golden_block(program, hw, image.layers, seed=7)
+    golden = _golden_block(image, hw, seed=7)
     preload = [{name: golden[name][:, 0] for name in image.preloaded}]
     pixels = load_traces(out)["input"][:1].astype(np.int64)     # unused by the slice
     results = run_core(image, pixels, work=tmp_path / "sim", preload=preload)
     return image, results[0], golden
 
 
-def _golden_block(program, hw, layers, seed: int) -> dict:
+def _golden_block(image, hw, seed: int) -> dict:
     """The block's input currents X (fires its first LIF, X >= 2 th, with probability 1/6) and
-    every layer's golden output on them, ``[T, 1, ...]``."""
+    every layer's golden output on them, ``[T, 1, ...]``, on the real channels (the slice's
+    program may be head-padded)."""
+    program, layers = image.program, image.layers
     engine = IntegerEngine(program, hw)
     head = layers[0]
     entry = head.inputs[0]
     th = torch.from_numpy(np.asarray(program.array(head, "threshold"), dtype=np.int64))
     gen = torch.Generator().manual_seed(seed)
-    shape = (program.T, 1, *program.layer(entry).shape)
+    shape = (program.T, 1, *image.regions[entry].shape)
     u = torch.rand(shape, generator=gen, dtype=torch.float64) * 1.2
     env = {entry: torch.round(2 * th[:, None, None] * u).to(torch.int64)}
     for layer in layers:
         out = engine.run_layer(layer, *(env[n] for n in layer.inputs))
         env[layer.name] = out[0] if layer.kind == "lif" else out
-    return {k: v.numpy() for k, v in env.items()}
+    real = {k: v.numpy() for k, v in env.items()}
+    for name, r in image.regions.items():
+        if r.index is not None:
+            real[name] = real[name][:, :, r.index]
+    return real
 
 
 def _report(image, result, traces):
@@ -92,3 +99,13 @@ def test_15m_block_at_14x14_tokens(tmp_path):
     image, result, traces = _run_block(tmp_path, 224)
     _report(image, result, traces)
     _check(image, result, traces, 196)
+
+
+@pytest.mark.slow
+def test_15m_stage4_block_with_padded_heads(tmp_path):
+    """Stage 4: 360 channels in 8 heads of 45, head-padded to 48 on 16 lanes (a few minutes)."""
+    image, result, golden = _run_block(tmp_path, 224, "block4.0")
+    _report(image, result, golden)
+    sdsa = next(layer for layer in image.layers if layer.kind == "sdsa")
+    assert sdsa.attrs["head_dim"] == 48 and image.regions[sdsa.name].index is not None
+    check_image(image, result, golden, 0)

@@ -17,6 +17,7 @@ import numpy as np
 from golden.program import INPUT, Layer, Program
 from hwgen.config import HwConfig
 from hwgen.core.isa import Op, instruction_layout, pack
+from hwgen.core.padding import pad_heads
 from hwgen.core.top import Target
 
 __all__ = ["CoreFitError", "Region", "CoreImage", "compile_program"]
@@ -37,7 +38,8 @@ class Region:
     positions: int
     words: int
     channels: int
-    shape: tuple         # the golden tensor's per-timestep shape
+    shape: tuple         # per-timestep shape as stored (head-padded channels included)
+    index: np.ndarray | None = field(default=None, compare=False)   # head padding: stored channel of each real one
 
     @property
     def step(self) -> int:
@@ -144,6 +146,10 @@ def pack_lanes(values: np.ndarray, width: int) -> list[int]:
 def to_words(value: np.ndarray, r: Region, lanes: int) -> np.ndarray:
     """Golden tensor ``[T, C, (H, W)]`` -> words ``[T * positions * words, lanes]`` of region ``r``."""
     T = value.shape[0]
+    if r.index is not None:
+        padded = np.zeros((T, r.channels, *value.shape[2:]), dtype=np.int64)
+        padded[:, r.index] = value
+        value = padded
     flat = value.reshape(T, r.channels, r.positions).transpose(0, 2, 1)      # [T, P, C]
     padded = np.zeros((T, r.positions, r.words * lanes), dtype=np.int64)
     padded[:, :, :r.channels] = flat
@@ -192,6 +198,7 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
 
     L, T = hw.lif.lanes, program.T
     acc, lif, sdsa = hw.accumulator, hw.lif, hw.sdsa
+    program, channel_maps = pad_heads(program, L, (1 << lif.threshold_width) - 1)
     by_name = {l.name: l for l in program.layers}
     if layers is not None:
         # a slice gets its own weight, bias and threshold memories: re-place them from offset 0
@@ -223,7 +230,8 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
     def place(name: str, memory: str, positions: int, channels: int, shape, timesteps: int = T) -> Region:
         size = timesteps * positions * words_of(channels)
         base = mems[memory].alloc(size, name)
-        regions[name] = Region(memory, base, timesteps, positions, words_of(channels), channels, tuple(shape))
+        regions[name] = Region(memory, base, timesteps, positions, words_of(channels), channels, tuple(shape),
+                               channel_maps.get(name))
         return regions[name]
 
     def tensor(name: str, layer: Layer) -> Region:
@@ -250,10 +258,11 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
                 need(d["words"] == words_of(a["out_channels"]), layer,
                      f"grouped conv with {a['out_channels'] // a['groups']} output channels per group: the core "
                      f"needs them in multiples of lanes ({L})")
-                need(a["kernel"] <= acc.max_kernel and max(h, w) <= acc.max_size and c_in <= acc.max_channels,
-                     layer, f"kernel {a['kernel']}, size {h}x{w} or {c_in} channels exceed the accumulator limits")
+                need(a["kernel"] <= acc.max_kernel, layer, f"kernel {a['kernel']} > accumulator.max_kernel {acc.max_kernel}")
+                need(max(h, w) <= acc.max_size, layer, f"input {h}x{w} > accumulator.max_size {acc.max_size}")
             else:
                 c_in, h, w, pixels = a["in_features"], 1, 1, False
+            need(c_in <= acc.max_channels, layer, f"{c_in} input channels > accumulator.max_channels {acc.max_channels}")
             need(d["drain_words"] <= acc.accumulator_depth, layer,
                  f"needs {d['drain_words']} accumulator words, the array has {acc.accumulator_depth}")
             if pixels:

@@ -134,6 +134,12 @@ def _tensor(image: CoreImage, pc: int, writes: list[tuple[int, int]], memory: st
     words = np.zeros((r.size, L), dtype=np.int64)
     words[offsets] = _decode([d for _, d in writes], L, width, signed)
     value = from_words(words, r, L)
+    if r.index is not None:   # head padding (hwgen.core.padding): padding channels must stay zero
+        pads = np.delete(value, r.index, axis=1)
+        if pads.any():
+            raise CoreSimError(f"instruction {pc} ({name}) wrote {int(np.count_nonzero(pads))} non-zero padding "
+                               "channels between attention heads")
+        value = value[:, r.index]
     return value[0] if image.layers[pc].kind == "readout" else value
 
 

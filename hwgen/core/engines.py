@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from golden.intsim import IntegerEngine
-from golden.program import INPUT, Program
+from golden.program import Program
 from hwgen.config import HwConfig
 from hwgen.core.compiler import CoreImage, compile_program
 from hwgen.sim.compare import first_mismatch
@@ -153,7 +154,9 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, images: int, out: str | P
     with torch.no_grad():
         golden = {k: v.numpy() for k, v in IntegerEngine(program, hw).run(torch.from_numpy(pixels)).items()}
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     results = run_core(image, pixels, work=out / "sim", progress=progress)
+    wall = time.perf_counter() - t0
     for b, result in enumerate(results):
         check_image(image, result, golden, b)
 
@@ -180,6 +183,8 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, images: int, out: str | P
             "macs_per_image": sum(r["macs"] for r in rows),
             "energy_pj_per_image": sum(r["energy_pj"] for r in rows),
             "accuracy": accuracy, "exact_images": len(results), "images": len(results),
+            # Verilator build (when not cached), script, simulation and log parsing together
+            "sim_wall_s": wall, "sim_cycles_per_s": sum(r.cycles for r in results) / wall,
         },
     }
     tmp = out / "run.json.tmp"

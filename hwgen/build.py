@@ -115,10 +115,13 @@ def _generate(cfg: HwConfig, folder: Path, *, run_lint: bool, run_synth: bool) -
         (folder / "lint.txt").write_text("\n".join(reports))
     synth = {}
     if run_synth:
-        from hwgen.synth import synth_stats
+        from hwgen.synth import SynthError, synth_stats
         for path, (top, _) in zip(files, units):
-            synth[top] = {k: v for k, v in synth_stats(folder, path.name, top).items()
-                          if k not in ("cells_by_type", "flow", "memories")}
+            try:
+                stats = synth_stats(folder, path.name, top)
+            except SynthError as e:
+                raise BuildError(f"{e}\n(nothing was written; --no-synth builds without Yosys statistics)") from None
+            synth[top] = {k: v for k, v in stats.items() if k not in ("cells_by_type", "flow", "memories")}
     manifest = {
         "hwgen": __version__,
         "config_name": cfg.name,

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_31m_at_224_exports_and_replays(tmp_path):
     out = tmp_path / "m31"
     res = subprocess.run([sys.executable, "-m", "hwgen", "quantize", "--model", "metaspikeformer_31m",
-                          "--img-size", "224", "--random-init", "1", "--hw", "configs/hw/metaspikeformer.yaml",
+                          "--img-size", "224", "--random-init", "1", "--hw", "configs/hw/metaspikeformer31m.yaml",
                           "--out", str(out), "--samples", "1"], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     program = load_program(out)

@@ -163,6 +163,9 @@ class AccumulatorConfig:
     max_kernel: int = _field(default=7, min=1, max=15, help="largest kernel size k (k x k)")
     max_channels: int = _field(default=1024, min=1, max=1 << 16, help="most input channels of a layer")
     max_size: int = _field(default=256, min=1, max=1 << 12, help="largest input height or width")
+    weight_bank_depth: int = _field(default=0, min=0, max=1 << 24,
+                                    help="words per weight memory bank, a power of two (0: banks only where one "
+                                         "memory would exceed 2^29 bits, the most a Yosys memory cell holds)")
     kinds: tuple = _field(default=("conv", "grouped", "encoding"), kind=tuple,
                           choices=("conv", "grouped", "encoding"),
                           help="layer kinds in hardware: conv (dense kxk, pointwise, linear), "
@@ -173,6 +176,21 @@ class AccumulatorConfig:
             yield ("kinds", list(self.kinds), "must include 'conv'")
         if self.bias_width > self.accumulator_width:
             yield ("bias_width", self.bias_width, f"must be <= accumulator_width ({self.accumulator_width})")
+        if self.weight_bank_depth & (self.weight_bank_depth - 1):
+            yield ("weight_bank_depth", self.weight_bank_depth, "must be 0 or a power of two")
+
+    #: the most bits one generated memory may hold: Yosys asserts below 2^30-bit cells
+    MEMORY_BITS_LIMIT = 1 << 29
+
+    @property
+    def weight_bank_words(self) -> int:
+        """Words per weight memory bank (the whole memory when one bank suffices)."""
+        if self.weight_bank_depth:
+            return min(self.weight_bank_depth, self.weight_depth)
+        word_bits = self.lanes * self.weight_width
+        if self.weight_depth * word_bits <= self.MEMORY_BITS_LIMIT:
+            return self.weight_depth
+        return 1 << ((self.MEMORY_BITS_LIMIT // word_bits).bit_length() - 1)
 
 
 @dataclass(frozen=True)

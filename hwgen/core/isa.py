@@ -31,8 +31,11 @@ class Op(enum.IntEnum):
 
 
 def address_width(hw: HwConfig) -> int:
-    core = hw.core
-    return max(core.int_depth, core.spike_depth, core.pixel_depth).bit_length() + 1
+    """Bits of a memory address in the core: tensor addresses in instructions, and the load
+    port, which reaches every word of every memory (weights included)."""
+    core, acc, lif = hw.core, hw.accumulator, hw.lif
+    return max(core.int_depth, core.spike_depth, core.pixel_depth, core.program_depth, acc.weight_depth,
+               acc.bias_depth, lif.threshold_depth).bit_length() + 1
 
 
 def instruction_layout(hw: HwConfig) -> data.StructLayout:

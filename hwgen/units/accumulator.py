@@ -124,6 +124,34 @@ class AccumulatorArray(wiring.Component):
     def cfg(self) -> AccumulatorConfig:
         return self._cfg
 
+    def _weight_banks(self, m: Module, word) -> wiring.PureInterface:
+        """The weight memory, in banks of ``weight_bank_words`` (one bank unless it would exceed
+        what synthesis holds in one memory): a read port view with ``addr``, ``en``, ``data``."""
+        cfg = self._cfg
+        bank_words = cfg.weight_bank_words
+        n_banks = -(-cfg.weight_depth // bank_words)
+        rd = wiring.Signature({"addr": Out(range(cfg.weight_depth)), "en": Out(1), "data": In(word)}).create()
+        wr = self.weight_write
+        if n_banks == 1:
+            m.submodules.weights = mem = memory.Memory(shape=word, depth=cfg.weight_depth, init=[])
+            port_r, port_w = mem.read_port(), mem.write_port()
+            m.d.comb += [port_w.en.eq(wr.en), port_w.addr.eq(wr.addr), port_w.data.eq(wr.data),
+                         port_r.addr.eq(rd.addr), port_r.en.eq(rd.en), rd.data.eq(port_r.data)]
+            return rd
+        k = bank_words.bit_length() - 1
+        selected = Signal(range(n_banks))      # bank of the word on the read ports' data
+        with m.If(rd.en):
+            m.d.sync += selected.eq(rd.addr >> k)
+        for i in range(n_banks):
+            mem = memory.Memory(shape=word, depth=min(bank_words, cfg.weight_depth - i * bank_words), init=[])
+            m.submodules[f"weights_{i}"] = mem
+            port_r, port_w = mem.read_port(), mem.write_port()
+            m.d.comb += [port_w.en.eq(wr.en & ((wr.addr >> k) == i)), port_w.addr.eq(wr.addr[:k]),
+                         port_w.data.eq(wr.data), port_r.addr.eq(rd.addr[:k]), port_r.en.eq(rd.en)]
+            with m.If(selected == i):
+                m.d.comb += rd.data.eq(port_r.data)
+        return rd
+
     def elaborate(self, platform):
         cfg = self._cfg
         L = cfg.lanes
@@ -131,19 +159,17 @@ class AccumulatorArray(wiring.Component):
         encoding = "encoding" in cfg.kinds
         m = Module()
 
-        m.submodules.weights = w_mem = memory.Memory(
-            shape=data.ArrayLayout(signed(cfg.weight_width), L), depth=cfg.weight_depth, init=[])
+        w_word = data.ArrayLayout(signed(cfg.weight_width), L)
         m.submodules.biases = b_mem = memory.Memory(
             shape=data.ArrayLayout(signed(cfg.bias_width), L), depth=cfg.bias_depth, init=[])
         m.submodules.accumulators = a_mem = memory.Memory(
             shape=data.ArrayLayout(signed(cfg.accumulator_width), L), depth=cfg.accumulator_depth, init=[])
-        w_wr, b_wr = w_mem.write_port(), b_mem.write_port()
+        b_wr = b_mem.write_port()
         a_wr = a_mem.write_port()
-        w_rd, b_rd = w_mem.read_port(), b_mem.read_port()
+        b_rd = b_mem.read_port()
         a_rd = a_mem.read_port(transparent_for=(a_wr,))
+        w_rd = self._weight_banks(m, w_word)
         m.d.comb += [
-            w_wr.en.eq(self.weight_write.en), w_wr.addr.eq(self.weight_write.addr),
-            w_wr.data.eq(self.weight_write.data),
             b_wr.en.eq(self.bias_write.en), b_wr.addr.eq(self.bias_write.addr),
             b_wr.data.eq(self.bias_write.data),
         ]

@@ -15,16 +15,14 @@ from this cycle's handshake, so a stream moves one word per cycle (docs/core.md,
 """
 from __future__ import annotations
 
-from functools import reduce
-from operator import or_
-
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.config import HwConfig
 from hwgen.core.isa import address_width, instruction_layout
 from hwgen.units.accumulator import event_layout
+from hwgen.units.bits import lowest_onehot, onehot_index
 from hwgen.units.lif import lif_output_layout
 from hwgen.units.sdsa import input_fields, sdsa_input_layout, sdsa_output_layout
 
@@ -48,12 +46,8 @@ def int_word(hw: HwConfig) -> data.ArrayLayout:
 
 def _lowest_index(m: Module, bits, name: str):
     """(index of the lowest set bit, bits with it cleared, whether it is the only one)."""
-    n = len(bits)
-    onehot = Signal(n, name=f"{name}_onehot")
-    m.d.comb += onehot.eq(bits & (~bits + 1))
-    index = Signal(range(max(n, 2)), name=f"{name}_index")
-    m.d.comb += index.eq(reduce(or_, [Mux(onehot[i], i, 0) for i in range(n)], Const(0, 1)))
-    rest = Signal(n, name=f"{name}_rest")
+    index = onehot_index(m, lowest_onehot(m, bits, f"{name}_onehot"), f"{name}_index")
+    rest = Signal(len(bits), name=f"{name}_rest")
     m.d.comb += rest.eq(bits & (bits - 1))
     return index, rest, rest == 0
 

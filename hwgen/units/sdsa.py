@@ -21,14 +21,12 @@ clearing costs no cycle.
 """
 from __future__ import annotations
 
-from functools import reduce
-from operator import or_
-
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.config import SdsaConfig
+from hwgen.units.bits import lowest_onehot, onehot_index
 
 __all__ = ["SdsaConfig", "SdsaUnit", "sdsa_input_layout", "sdsa_output_layout", "input_fields",
            "PERF_COUNTERS"]
@@ -74,21 +72,6 @@ class _Op(enum.Enum, shape=3):
     ZERO = 2        # emit an all-zero output beat (no Q spike / untouched counters)
     COUNT_ADD = 3   # counter block += spike bits, write back
     READ_OUT = 4    # emit the counter block
-
-
-def _lowest(m: Module, x, name: str) -> Signal:
-    """One-hot of the lowest set bit of ``x`` (zero if none): x & -x."""
-    oh = Signal(len(x), name=name)
-    m.d.comb += oh.eq(x & (~x + 1))
-    return oh
-
-
-def _encode(m: Module, onehot, name: str) -> Signal:
-    """Index of the set bit of a one-hot vector (OR of the indices: no priority chain)."""
-    n = len(onehot)
-    idx = Signal(range(max(n, 2)), name=name)
-    m.d.comb += idx.eq(reduce(or_, [Mux(onehot[i], i, 0) for i in range(n)], Const(0, 1)))
-    return idx
 
 
 class SdsaUnit(wiring.Component):
@@ -261,12 +244,12 @@ class SdsaUnit(wiring.Component):
             m.d.comb += k_heads.eq(Cat(*[kmask[h].any() for h in range(H)]))
             # Lowest head with a K spike, then the lowest spiking dimension in it: two small
             # priority picks instead of one over every channel, and (h, i) come out directly.
-            h_oh = _lowest(m, k_heads, "kv_head_onehot")
-            k_h = _encode(m, h_oh, "kv_head")
+            h_oh = lowest_onehot(m, k_heads, "kv_head_onehot")
+            k_h = onehot_index(m, h_oh, "kv_head")
             k_row = Signal(D)
             m.d.comb += k_row.eq(kmask[k_h])
-            i_oh = _lowest(m, k_row, "kv_dim_onehot")
-            k_i = _encode(m, i_oh, "kv_dim")
+            i_oh = lowest_onehot(m, k_row, "kv_dim_onehot")
+            k_i = onehot_index(m, i_oh, "kv_dim")
             k_single = ((k_heads & ~h_oh) == 0) & ((k_row & ~i_oh) == 0)
             v_row = Signal(NB * L)   # V_h at this token, padded to whole blocks
             m.d.comb += v_row.eq(payload.v[k_h] & dim_on)
@@ -276,8 +259,8 @@ class SdsaUnit(wiring.Component):
             # adds KV row (head, i) block b into the block's accumulator.
             q_row = Signal(D)
             m.d.comb += q_row.eq(payload.q[head] & dim_on & touched[head] & ~done_i)
-            q_oh = _lowest(m, q_row, "qa_dim_onehot")
-            q_i = _encode(m, q_oh, "qa_dim")
+            q_oh = lowest_onehot(m, q_row, "qa_dim_onehot")
+            q_i = onehot_index(m, q_oh, "qa_dim")
             q_single = (q_row & ~q_oh) == 0
             qa_addr = (head * D + q_i) * NB + blk
 
@@ -345,12 +328,12 @@ class SdsaUnit(wiring.Component):
                 m.d.comb += blk_any[h].eq(Cat(*[spk[h].word_select(b, L).any() for b in range(NB)]) & ~cleared[h])
             c_heads = Signal(H)
             m.d.comb += c_heads.eq(Cat(*[blk_any[h].any() for h in range(H)]))
-            h_oh = _lowest(m, c_heads, "cnt_head_onehot")
-            c_h = _encode(m, h_oh, "cnt_head")
+            h_oh = lowest_onehot(m, c_heads, "cnt_head_onehot")
+            c_h = onehot_index(m, h_oh, "cnt_head")
             c_row = Signal(NB)
             m.d.comb += c_row.eq(blk_any[c_h])
-            b_oh = _lowest(m, c_row, "cnt_block_onehot")
-            c_b = _encode(m, b_oh, "cnt_block")
+            b_oh = lowest_onehot(m, c_row, "cnt_block_onehot")
+            c_b = onehot_index(m, b_oh, "cnt_block")
             c_single = ((c_heads & ~h_oh) == 0) & ((c_row & ~b_oh) == 0)
             c_words = Signal(NB * L)
             m.d.comb += c_words.eq(spk[c_h])

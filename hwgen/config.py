@@ -211,6 +211,8 @@ class SdsaConfig:
     acc_width: int = _field(min=1, max=48, help="unsigned attention value A width (output), bits")
     max_timesteps: int = _field(default=16, min=1, max=1 << 12, help="largest T a run may use")
     counter_width: int = _field(default=32, min=8, max=48, help="performance counter width, bits")
+    out_blocks: int = _field(default=1, min=1, max=16,
+                             help="lane blocks per output beat: the output carries out_blocks * lanes values")
 
     @classmethod
     def from_dict(cls, raw, source: str = "<memory>") -> "SdsaConfig":
@@ -244,6 +246,11 @@ class SdsaConfig:
     def blocks(self) -> int:
         """Lane blocks per head: ceil(head_dim / lanes) (generation time, largest head)."""
         return -(-self.head_dim // self.lanes)
+
+    @property
+    def out_lanes(self) -> int:
+        """Attention values per output beat."""
+        return self.lanes * self.out_blocks
 
     @property
     def memory_depth(self) -> int:
@@ -343,6 +350,9 @@ def _check_core(sections: dict, source: str) -> None:
     if sdsa.head_dim % lif.lanes:
         raise ConfigError(source, "sdsa.head_dim", sdsa.head_dim, f"must be a multiple of lanes ({lif.lanes}) "
                           "in a core: the token beat is gathered a memory word at a time")
+    if sdsa.out_blocks != 1:
+        raise ConfigError(source, "sdsa.out_blocks", sdsa.out_blocks, "must be 1 in a core: attention values are "
+                          "written to the int memory one lanes-wide word per beat")
     if sdsa.acc_width >= acc.accumulator_width:
         raise ConfigError(source, "sdsa.acc_width", sdsa.acc_width, f"must be < accumulator.accumulator_width "
                           f"({acc.accumulator_width}): attention values are stored as signed integers")

@@ -20,7 +20,7 @@ from golden.intsim import IntegerEngine
 from golden.program import Layer, Program
 from hwgen.config import HwConfig
 from hwgen.sim.compare import assert_exact
-from hwgen.sim.sdsa import SdsaHarness, cycle_model
+from hwgen.sim.sdsa import SdsaHarness, cycle_model, output_beat
 
 BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))
 RATES = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9)
@@ -75,13 +75,13 @@ async def check(tb: SdsaHarness, tally: Tally, q, k, v, *, heads, head_dim, labe
         expected = expected.copy()
         expected.reshape(-1)[corrupt] += 1
     T, C, N = q.shape
-    L, nb = cfg.lanes, -(-head_dim // cfg.lanes)
+    L = cfg.lanes
 
     def locate(idx):
         t, c = idx[0], idx[1]
         h, j = divmod(c, head_dim)
         n = idx[2] if len(idx) > 2 else 0
-        beat = (((t * N + n) * heads + h) * nb + j // L) if cfg.attention_matrix else ((t * heads + h) * nb + j // L)
+        beat = output_beat(cfg, t=t, n=n, h=h, j=j, N=N, heads=heads, head_dim=head_dim)
         return f"head {h}, dim {j}, lane {j % L}, output beat {beat} at cycle {int(res.stamps[beat])}"
 
     axes = ("timestep", "channel", "token") if cfg.attention_matrix else ("timestep", "channel")

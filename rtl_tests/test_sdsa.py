@@ -16,7 +16,8 @@ HERE = Path(__file__).parent
 
 # configs/hw/sdsa*.yaml between them: all four variants; lanes 1, 3, 4, 8 (powers of two and
 # not); lanes below, equal to and above head_dim, head_dim not a multiple of lanes (partial
-# blocks); widths at their proven minimum (sdsa3_l4, sdsa1_l8) and wider than needed.
+# blocks); widths at their proven minimum (sdsa3_l4, sdsa1_l8) and wider than needed; output
+# beats of 1 (sdsa2_l1), 2 (sdsa3_l4, sdsa1_l8) and 3 (sdsa4_l3) lane blocks.
 CONFIG_DIR = HERE.parent / "configs" / "hw"
 SDSA_CONFIGS = {name: load_config(CONFIG_DIR / f"{name}.yaml").to_dict()["sdsa"]
                 for name in ("sdsa3_l4", "sdsa4_l3", "sdsa1_l8", "sdsa2_l1")}

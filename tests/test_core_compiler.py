@@ -101,6 +101,10 @@ def test_core_config_needs_matching_lanes():
     with pytest.raises(ConfigError, match=r"sdsa.lanes = 4: must equal lif.lanes \(8\) in a core"):
         HwConfig.from_dict(raw, "x.yaml")
     raw = load_config(DIGITS).to_dict()
+    raw["sdsa"]["out_blocks"] = 2
+    with pytest.raises(ConfigError, match=r"sdsa.out_blocks = 2: must be 1 in a core"):
+        HwConfig.from_dict(raw, "x.yaml")
+    raw = load_config(DIGITS).to_dict()
     del raw["sdsa"]
     with pytest.raises(ConfigError, match="needs the sections sdsa"):
         HwConfig.from_dict(raw, "x.yaml")

@@ -1,7 +1,7 @@
 """Benchmark the SDSA unit: additions, cycles and efficiency per variant and firing rate, and
 cycles against token count.
 
-    python -m tools.bench_sdsa [--variants 3 1] [--rates 0.02 0.1 0.5] [--quick]
+    python -m tools.bench_sdsa [--variants 3 1] [--out-blocks 1 4] [--rates 0.02 0.1 0.5] [--quick]
 
 Runs the full-stream case (input always valid, output always ready) of rtl_tests/sdsa_tb.py on
 each variant's generated RTL through the file-driven harness; every image is checked bit-exact
@@ -11,10 +11,14 @@ Figures per run: additions (lane-additions the unit counted), cycles, the bound
 ``ceil(additions / lanes)``, efficiency = bound / cycles, the interface bound (no unit with one
 input beat and ``lanes`` output values per cycle can beat it, docs/sdsa.md) with the
 efficiency against it, and the dense-scan cycles of the same layer on the same lanes.
+
+Each variant runs once per output width (``out_blocks``: lane blocks per output beat), side by
+side: with one block per beat the dense output alone caps SDSA-3 at sparse rates (docs/sdsa.md).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import tempfile
@@ -35,10 +39,12 @@ RATES = (0.02, 0.05, 0.1, 0.2, 0.5, 0.9)
 GEOMETRIES = ((4, 32), (2, 64), (4, 4))        # (heads, head_dim): d > L, d >> L, d < L
 SWEEP_TOKENS = (4, 8, 16, 32, 64, 128, 196)
 SWEEP_RATES = (0.05, 0.2)
+OUT_BLOCKS = (1, 4)
 
 
-def config(variant: int) -> SdsaConfig:
-    return SdsaConfig.from_dict(dict(variant=variant, **BENCH_SHAPE, **WIDTHS[variant]), f"bench variant {variant}")
+def config(variant: int, out_blocks: int) -> SdsaConfig:
+    return SdsaConfig.from_dict(dict(variant=variant, out_blocks=out_blocks, **BENCH_SHAPE, **WIDTHS[variant]),
+                                f"bench variant {variant}, out_blocks {out_blocks}")
 
 
 def cases(rates, quick: bool) -> list[dict]:
@@ -56,13 +62,14 @@ def cases(rates, quick: bool) -> list[dict]:
     return out
 
 
-def run_variant(variant: int, spec: list[dict], log_dir: Path) -> list[dict]:
-    cfg = config(variant)
-    out = log_dir / f"v{variant}.json"
-    run = sdsa_sim_run(cfg, name=f"bench_v{variant}", test_module="sdsa_tb", test_dir=REPO_ROOT / "rtl_tests",
+def run_variant(variant: int, out_blocks: int, spec: list[dict], log_dir: Path) -> list[dict]:
+    cfg = config(variant, out_blocks)
+    tag = f"v{variant}_p{out_blocks}"
+    out = log_dir / f"{tag}.json"
+    run = sdsa_sim_run(cfg, name=f"bench_{tag}", test_module="sdsa_tb", test_dir=REPO_ROOT / "rtl_tests",
                        testcase="full_stream",
                        env={"HWGEN_SDSA_BENCH": json.dumps(spec), "HWGEN_SDSA_BENCH_OUT": str(out)})
-    run.log_file = log_dir / f"v{variant}.log"
+    run.log_file = log_dir / f"{tag}.log"
     run_cocotb(run)
     return json.loads(out.read_text())["rows"]
 
@@ -70,6 +77,8 @@ def run_variant(variant: int, spec: list[dict], log_dir: Path) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", type=int, nargs="*", default=[3, 4, 1, 2], choices=(1, 2, 3, 4))
+    p.add_argument("--out-blocks", type=int, nargs="*", default=list(OUT_BLOCKS),
+                   help="output widths to compare, in lane blocks per beat")
     p.add_argument("--rates", type=float, nargs="*", default=list(RATES))
     p.add_argument("--quick", action="store_true", help="one geometry, one sweep rate")
     args = p.parse_args(argv)
@@ -79,10 +88,10 @@ def main(argv=None) -> int:
     head = (f"{'var':>3} {'heads x d':>9} {'N':>4} {'rate':>5} {'additions':>10} {'cycles':>8} {'bound':>8}"
             f" {'eff':>5} {'io bound':>8} {'eff io':>6} {'dense':>9} {'vs dense':>8}")
     sweeps = {}
-    for variant in args.variants:
-        rows = run_variant(variant, spec, log_dir)
+    for variant, blocks in itertools.product(args.variants, args.out_blocks):
+        rows = run_variant(variant, blocks, spec, log_dir)
         lanes = BENCH_SHAPE["lanes"]
-        print(f"\nSDSA-{variant}\n{head}")
+        print(f"\nSDSA-{variant}, out_blocks {blocks} ({blocks * lanes} values per output beat)\n{head}")
         for r in rows:
             adds, cyc = r["perf_additions"], r["perf_cycles"]
             bound = math.ceil(adds / lanes)
@@ -91,16 +100,16 @@ def main(argv=None) -> int:
                       f" {cyc:>8} {bound:>8} {bound / cyc:>5.2f} {r['io_bound']:>8} {r['io_bound'] / cyc:>6.2f}"
                       f" {r['dense_cycles']:>9} {r['dense_cycles'] / cyc:>7.1f}x")
             else:
-                sweeps.setdefault((variant, r["rate"]), []).append((r["tokens"], cyc, bound))
+                sweeps.setdefault((variant, blocks, r["rate"]), []).append((r["tokens"], cyc, bound))
     print("\ncycles against tokens N (heads 4 x d 32), fitted exponent = log-log slope over all N"
           " and over N >= 32")
-    print(f"{'var':>3} {'rate':>5}  " + " ".join(f"{'N=' + str(n):>8}" for n in SWEEP_TOKENS) + "   slope  N>=32")
-    for (variant, rate), pts in sorted(sweeps.items()):
+    print(f"{'var':>3} {'blk':>3} {'rate':>5}  " + " ".join(f"{'N=' + str(n):>8}" for n in SWEEP_TOKENS) + "   slope  N>=32")
+    for (variant, blocks, rate), pts in sorted(sweeps.items()):
         n, c = np.array([x[0] for x in pts], float), np.array([x[1] for x in pts], float)
         slope = np.polyfit(np.log(n), np.log(c), 1)[0]
         big = n >= 32
         slope_big = np.polyfit(np.log(n[big]), np.log(c[big]), 1)[0] if big.sum() >= 2 else float("nan")
-        print(f"{variant:>3} {rate:>5.2f}  " + " ".join(f"{int(x):>8}" for x in c) + f"   {slope:.3f}  {slope_big:.3f}")
+        print(f"{variant:>3} {blocks:>3} {rate:>5.2f}  " + " ".join(f"{int(x):>8}" for x in c) + f"   {slope:.3f}  {slope_big:.3f}")
     print(f"\n(simulator logs in {log_dir})")
     return 0
 

@@ -28,7 +28,7 @@ from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 from hwgen.units.sdsa import PERF_COUNTERS, SdsaConfig, input_fields
 
 __all__ = ["sdsa_sim_run", "SdsaHarness", "SdsaResult", "pack_beats", "unpack_outputs", "cycle_model",
-           "out_beats", "config_hash", "PIPELINE_CYCLES", "HARNESS_DEPTH", "CONFIG_ENV"]
+           "out_beats", "output_beat", "config_hash", "PIPELINE_CYCLES", "HARNESS_DEPTH", "CONFIG_ENV"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 15     # most input beats and most output beats per harness run
@@ -50,7 +50,7 @@ def sdsa_sim_run(cfg: SdsaConfig, *, name: str, test_module: str, test_dir: Path
     unit = rtl_dir / "sdsa_unit.v"
     write_if_changed(unit, emit_verilog(SdsaUnit(cfg=cfg), "sdsa_unit"))
     params = {
-        "LANES": cfg.lanes,
+        "LANES": cfg.out_lanes,     # values per output beat
         "ACC_WIDTH": cfg.acc_width,
         "IN_WIDTH": len(input_fields(cfg.variant)) * cfg.heads * cfg.head_dim,
         "TOKENS_WIDTH": range_bits(cfg.max_tokens + 1),
@@ -131,27 +131,43 @@ def pack_beats(cfg: SdsaConfig, q, k, v, *, heads: int, head_dim: int, junk_seed
     return beats.reshape(-1, beats.shape[2])
 
 
+def _blocks_per_timestep(cfg: SdsaConfig, *, N: int, heads: int, head_dim: int) -> int:
+    """Lane blocks of A in one timestep's output."""
+    return (N if cfg.attention_matrix else 1) * heads * -(-head_dim // cfg.lanes)
+
+
 def unpack_outputs(cfg: SdsaConfig, values: np.ndarray, *, T: int, N: int, heads: int,
                    head_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Output lane values ``[beats, lanes]`` -> (A, padding lanes).
+    """Output values ``[beats, out_blocks * lanes]`` -> (A, padding).
 
     A is ``[T, C, N]`` (SDSA-3/4) or ``[T, C]`` (SDSA-1/2), like the golden model's; the
-    padding lanes (``b*lanes + l >= d``) are returned flat, all zero in a correct unit.
+    padding (lanes with ``b*lanes + l >= d``, and the zero blocks that fill a timestep's last
+    beat) is returned flat, all zero in a correct unit.
     """
     L, d = cfg.lanes, head_dim
     nb = -(-d // L)
+    per_t = _blocks_per_timestep(cfg, N=N, heads=heads, head_dim=head_dim)
+    blocks = values.reshape(T, -1, L)
+    tail = blocks[:, per_t:].reshape(-1)
     if cfg.attention_matrix:
-        rows = values.reshape(T, N, heads, nb * L)
+        rows = blocks[:, :per_t].reshape(T, N, heads, nb * L)
         att = rows[..., :d].transpose(0, 2, 3, 1).reshape(T, heads * d, N)
     else:
-        rows = values.reshape(T, heads, nb * L)
+        rows = blocks[:, :per_t].reshape(T, heads, nb * L)
         att = rows[..., :d].reshape(T, heads * d)
-    return att, rows[..., d:].reshape(-1)
+    return att, np.concatenate([rows[..., d:].reshape(-1), tail])
 
 
 def out_beats(cfg: SdsaConfig, *, T: int, N: int, heads: int, head_dim: int) -> int:
+    return T * -(-_blocks_per_timestep(cfg, N=N, heads=heads, head_dim=head_dim) // cfg.out_blocks)
+
+
+def output_beat(cfg: SdsaConfig, *, t: int, n: int, h: int, j: int, N: int, heads: int, head_dim: int) -> int:
+    """Index of the output beat that carries ``A[h*d + j(, n)]`` of timestep ``t``."""
     nb = -(-head_dim // cfg.lanes)
-    return T * heads * nb * (N if cfg.attention_matrix else 1)
+    per_t = _blocks_per_timestep(cfg, N=N, heads=heads, head_dim=head_dim)
+    block = ((n * heads + h) * nb if cfg.attention_matrix else h * nb) + j // cfg.lanes
+    return t * -(-per_t // cfg.out_blocks) + block // cfg.out_blocks
 
 
 def cycle_model(cfg: SdsaConfig, q, k, *, heads: int, head_dim: int) -> dict:
@@ -159,13 +175,13 @@ def cycle_model(cfg: SdsaConfig, q, k, *, heads: int, head_dim: int) -> dict:
     ``additions``, ``in_beats``, ``out_beats``, and ``cycles`` with the input always valid and
     the output always ready. Also ``dense_cycles``: the same layer scanned densely (every
     channel of every token, spike or not) on the same lanes; and ``io_bound``: a lower bound for
-    any unit with this interface (one input beat and ``lanes`` additions and output values per
-    cycle, A only after the last K^T V addition of the timestep), per timestep
-    ``max(N, ceil(adds_KV / L)) + max(out beats, ceil(adds_A / L))`` (SDSA-1/2:
-    ``max(N, ceil(adds / L)) + out beats``)."""
+    any unit with this interface (one input beat, ``lanes`` additions and one output beat of
+    ``out_blocks * lanes`` values per cycle, A only after the last K^T V addition of the
+    timestep), per timestep ``max(N, ceil(adds_KV / L)) + max(out beats, ceil(adds_A / L))``
+    (SDSA-1/2: ``max(N, ceil(adds / L)) + out beats``)."""
     q = np.asarray(q, dtype=np.int64)
     T, C, N = _check_geometry(cfg, q, heads, head_dim)
-    L, d = cfg.lanes, head_dim
+    L, P, d = cfg.lanes, cfg.out_blocks, head_dim
     nb = -(-d // L)
     if cfg.attention_matrix:
         k = np.asarray(k, dtype=np.int64).reshape(T, heads, d, N)
@@ -175,10 +191,15 @@ def cycle_model(cfg: SdsaConfig, q, k, *, heads: int, head_dim: int) -> dict:
         q_live = (qh * touched).sum(axis=2)                      # [T, heads, N]
         adds_kv, adds_a = d * k.sum(axis=(1, 2, 3)), d * q_live.sum(axis=(1, 2))   # per timestep
         additions = int(adds_kv.sum() + adds_a.sum())
-        cycles = int(np.maximum(1, k_per_token * nb).sum() + (nb * np.maximum(1, q_live)).sum())
+        # A head with no live Q spike costs one zero operation per output beat its blocks touch.
+        first = (np.arange(N)[:, None] * heads + np.arange(heads)[None, :]) * nb      # [N, heads]
+        zero_ops = (first + nb - 1) // P - first // P + 1
+        a_cycles = np.where(q_live > 0, nb * q_live, zero_ops.T[None])
+        cycles = int(np.maximum(1, k_per_token * nb).sum() + a_cycles.sum())
         in_beats = 2 * N * T
         dense = T * 2 * N * heads * d * nb
-        io_bound = int((np.maximum(N, -(-adds_kv // L)) + np.maximum(N * heads * nb, -(-adds_a // L))).sum())
+        beats_t = -(-N * heads * nb // P)
+        io_bound = int((np.maximum(N, -(-adds_kv // L)) + np.maximum(beats_t, -(-adds_a // L))).sum())
     else:
         s = q if cfg.variant == 2 else q * np.asarray(k, dtype=np.int64)
         s = s.reshape(T, heads, d, N)
@@ -190,7 +211,7 @@ def cycle_model(cfg: SdsaConfig, q, k, *, heads: int, head_dim: int) -> dict:
         cycles = int(np.maximum(1, blocks.sum(axis=(1, 2))).sum()) + T * heads * nb
         in_beats = N * T
         dense = T * (N + 1) * heads * nb
-        io_bound = int((np.maximum(N, -(-adds // L)) + heads * nb).sum())
+        io_bound = int((np.maximum(N, -(-adds // L)) + -(-heads * nb // P)).sum())
     return {
         "additions": additions,
         "in_beats": in_beats,
@@ -255,9 +276,9 @@ class SdsaHarness(FileHarness):
         perf = {name: int(getattr(dut, f"perf_{name}").value) for name in PERF_COUNTERS}
         cycles = int(dut.cycles.value)
         await self.collect()
-        L, aw = cfg.lanes, cfg.acc_width
-        bits = read_words(res, L * aw + 32)
-        values = unpack_fields(bits, L, aw, signed=False)
-        stamps = unpack_fields(bits, 1, 32, signed=False, offset=L * aw).reshape(-1)
+        lanes, aw = cfg.out_lanes, cfg.acc_width
+        bits = read_words(res, lanes * aw + 32)
+        values = unpack_fields(bits, lanes, aw, signed=False)
+        stamps = unpack_fields(bits, 1, 32, signed=False, offset=lanes * aw).reshape(-1)
         att, padding = unpack_outputs(cfg, values, T=T, N=N, heads=heads, head_dim=head_dim)
         return SdsaResult(att=att, padding=padding, stamps=stamps, cycles=cycles, perf=perf)

@@ -53,8 +53,9 @@ def sdsa_input_layout(cfg: SdsaConfig) -> data.StructLayout:
 
 
 def sdsa_output_layout(cfg: SdsaConfig) -> data.ArrayLayout:
-    """``lanes`` unsigned attention values per beat, lane 0 in the least significant bits."""
-    return data.ArrayLayout(unsigned(cfg.acc_width), cfg.lanes)
+    """``out_blocks * lanes`` unsigned attention values per beat (``out_blocks`` lane blocks,
+    block 0 and lane 0 in the least significant bits)."""
+    return data.ArrayLayout(unsigned(cfg.acc_width), cfg.out_lanes)
 
 
 class _Phase(enum.Enum, shape=3):
@@ -69,9 +70,9 @@ class _Op(enum.Enum, shape=3):
     """What stage 1 does with the word read in stage 0."""
     KV_ADD = 0      # KV row block += V bits, write back
     A_ADD = 1       # A block accumulator += KV row block; out on `last`
-    ZERO = 2        # emit an all-zero output beat (no Q spike / untouched counters)
+    ZERO = 2        # all-zero output blocks (no Q spike / untouched counters)
     COUNT_ADD = 3   # counter block += spike bits, write back
-    READ_OUT = 4    # emit the counter block
+    READ_OUT = 4    # the counter block is an output block
 
 
 class SdsaUnit(wiring.Component):
@@ -90,11 +91,13 @@ class SdsaUnit(wiring.Component):
         stable while ``valid`` is high (stream rule). ``ready`` rises only while ``valid`` is
         high (it depends combinationally on ``valid`` and the payload).
     out : Out(stream)
-        ``lanes`` unsigned ``acc_width`` values of A, :func:`sdsa_output_layout`. SDSA-3/4: per
-        timestep, for token n, head h, block b: lane l is ``A[h*d + b*lanes + l, n]``
-        (``b < ceil(d / lanes)``; lanes with ``b*lanes + l >= d`` are 0). SDSA-1/2: per
-        timestep, for head h, block b: lane l is ``A[h*d + b*lanes + l]``. When ``lanes``
-        divides ``d`` this is the LIF core's position-major neuron order with C = heads * d.
+        ``out_blocks`` blocks of ``lanes`` unsigned ``acc_width`` values of A,
+        :func:`sdsa_output_layout`. The blocks of a timestep, in order: SDSA-3/4 for token n,
+        head h, block b, lane l is ``A[h*d + b*lanes + l, n]`` (``b < ceil(d / lanes)``; lanes
+        with ``b*lanes + l >= d`` are 0); SDSA-1/2 for head h, block b, lane l is
+        ``A[h*d + b*lanes + l]``. A beat carries ``out_blocks`` consecutive blocks; the last
+        beat of a timestep is padded with zero blocks. When ``lanes`` divides ``d`` this is the
+        LIF core's position-major neuron order with C = heads * d.
     start : In(1)
         One-cycle pulse: sample the run-time registers and begin a run (``timesteps`` timesteps
         of one image). A pulse during a run restarts it.
@@ -110,10 +113,12 @@ class SdsaUnit(wiring.Component):
         ``stall_cycles`` (an output beat waits for ``out.ready``: the pipeline is held),
         ``starve_cycles`` (the unit waits for an input beat).
 
-    Timing (docs/sdsa.md): SDSA-3/4 per timestep ``sum_n max(1, |K_n| * B) + sum_{n,h} B *
-    max(1, |Q_{n,h}|)`` cycles plus 2 for the pipeline, where ``B = ceil(d / lanes)``, ``|K_n|``
-    the K spikes of token n and ``|Q_{n,h}|`` the Q spikes of head h at token n whose K^T V row is
-    not all zero; SDSA-1/2 ``sum_n max(1, spiking blocks of token n) + heads * B`` plus 2.
+    Timing (docs/sdsa.md): SDSA-3/4 per timestep ``sum_n max(1, |K_n| * B) + sum_{n,h} A_{n,h}``
+    cycles plus 2 for the pipeline, where ``B = ceil(d / lanes)``, ``|K_n|`` the K spikes of
+    token n, ``A_{n,h} = B * |Q_{n,h}|`` with ``|Q_{n,h}|`` the Q spikes of head h at token n
+    whose K^T V row is not all zero, or, when there is none, the number of output beats the
+    head's B zero blocks touch (one zero operation fills a beat's share of them); SDSA-1/2
+    ``sum_n max(1, spiking blocks of token n) + heads * B`` plus 2.
     """
 
     def __init__(self, *, cfg: SdsaConfig):
@@ -143,8 +148,9 @@ class SdsaUnit(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self._cfg
-        L, H, D, NB = cfg.lanes, cfg.heads, cfg.head_dim, cfg.blocks
+        L, H, D, NB, P = cfg.lanes, cfg.heads, cfg.head_dim, cfg.blocks, cfg.out_blocks
         m = Module()
+        block = data.ArrayLayout(unsigned(cfg.acc_width), L)     # one lane block of A
 
         # One memory of `lanes`-wide count words: the K^T V matrix (row (h, i), block b at
         # address (h*D + i)*NB + b) or the SDSA-1/2 counters (block (h, b) at h*NB + b).
@@ -160,12 +166,14 @@ class SdsaUnit(wiring.Component):
         n_heads = Signal(range(H + 1))
         d = Signal(range(D + 1))
         n_steps = Signal(range(cfg.max_timesteps + 1))
+        n_blk = Signal(range(NB + 1))    # B = ceil(d / lanes)
         head_on = Signal(H)      # head h < heads
         dim_on = Signal(D)       # dimension i < d: input bits beyond are masked off here
         with m.If(self.start):
             m.d.sync += [
                 n_tok.eq(self.tokens), n_heads.eq(self.heads), d.eq(self.head_dim),
                 n_steps.eq(self.timesteps),
+                n_blk.eq(sum(self.head_dim > b * L for b in range(NB))),
                 head_on.eq(Cat(*[self.heads > h for h in range(H)])),
                 dim_on.eq(Cat(*[self.head_dim > i for i in range(D)])),
             ]
@@ -184,6 +192,14 @@ class SdsaUnit(wiring.Component):
 
         last_blk = blk_base + L >= d
 
+        # Output blocks are packed P to a beat. `slot` is where the next finished block goes;
+        # a zero operation may finish `span` > 1 blocks (the rest of a zero head, up to the end
+        # of the beat), every other finishing operation one.
+        slot = Signal(range(max(P, 2)))
+        span = Signal(range(P + 1))
+        emit = Signal()           # the finished block(s) complete a beat, or end the timestep
+        m.d.comb += span.eq(1)
+
         # ---- stage 1 registers: one operation per cycle ---------------------------------
         s1_valid = Signal()
         s1_op = Signal(_Op)
@@ -191,7 +207,10 @@ class SdsaUnit(wiring.Component):
         s1_bits = Signal(L)       # spike bits to add (KV_ADD, COUNT_ADD)
         s1_fresh = Signal()       # first write of this word in the timestep: read it as zero
         s1_first = Signal()       # first KV row of an A block: the accumulator starts from it
-        s1_last = Signal()        # the block's output beat leaves with this operation
+        s1_last = Signal()        # the block is finished with this operation
+        s1_slot = Signal.like(slot)
+        s1_span = Signal.like(span)
+        s1_emit = Signal()
 
         out_valid = Signal()
         # Output backpressure holds the whole two-stage pipeline (read port included), so no
@@ -211,9 +230,14 @@ class SdsaUnit(wiring.Component):
 
         payload = self.spikes.payload
 
-        def next_block(end_of_token):
-            """Advance (head, block) in output order; `end_of_token` runs after the last head."""
-            with m.If(last_blk):
+        def next_block(end_of_token, last_token):
+            """Advance (head, block) by `span` blocks in output order; `end_of_token` runs after
+            the last head. Files the finished blocks into the output beat."""
+            head_done = blk + span >= n_blk
+            timestep_done = head_done & (head == n_heads - 1) & last_token
+            m.d.comb += emit.eq((slot + span == P) | timestep_done)
+            m.d.sync += slot.eq(Mux(emit, 0, slot + span))
+            with m.If(head_done):
                 m.d.sync += [blk.eq(0), blk_base.eq(0)]
                 with m.If(head == n_heads - 1):
                     m.d.sync += head.eq(0)
@@ -221,7 +245,7 @@ class SdsaUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += head.eq(head + 1)
             with m.Else():
-                m.d.sync += [blk.eq(blk + 1), blk_base.eq(blk_base + L)]
+                m.d.sync += [blk.eq(blk + span), blk_base.eq(blk_base + span * L)]
 
         def end_of_timestep(next_phase, clear):
             with m.If(step == n_steps - 1):
@@ -301,8 +325,12 @@ class SdsaUnit(wiring.Component):
                                          adds.eq(lanes_below_d(blk_base))]
                             m.d.sync += [done_i.eq(done_i | q_oh), started.eq(1)]
                         with m.Else():
-                            # No Q spike on a written row in this head: the block is all zero.
+                            # No Q spike on a written row in this head: its blocks are all zero.
+                            # One operation finishes those that go into the current beat.
                             m.d.comb += op.eq(_Op.ZERO)
+                            if P > 1:
+                                room, left = P - slot, n_blk - blk
+                                m.d.comb += span.eq(Mux(room < left, room, left))
                         with m.If(q_single):   # also true when no spike is left at all
                             m.d.sync += [done_i.eq(0), started.eq(0)]
 
@@ -313,7 +341,7 @@ class SdsaUnit(wiring.Component):
                                     end_of_timestep(_Phase.KV, touched)
                                 with m.Else():
                                     m.d.sync += tok.eq(tok + 1)
-                            next_block(end_of_token)
+                            next_block(end_of_token, tok == n_tok - 1)
         else:
             # Rows of counters written in this timestep / spiking blocks of the held beat done.
             touched = Signal(data.ArrayLayout(unsigned(NB), H))
@@ -368,7 +396,7 @@ class SdsaUnit(wiring.Component):
                         m.d.comb += [issue.eq(1), last.eq(1),
                                      op.eq(Mux(written, _Op.READ_OUT, _Op.ZERO)),
                                      addr.eq(head * NB + blk)]
-                        next_block(lambda: end_of_timestep(_Phase.COUNT, touched))
+                        next_block(lambda: end_of_timestep(_Phase.COUNT, touched), 1)
 
         m.d.comb += [
             self.spikes.ready.eq(take),
@@ -378,7 +406,8 @@ class SdsaUnit(wiring.Component):
 
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_op.eq(op), s1_addr.eq(addr), s1_bits.eq(bits),
-                         s1_fresh.eq(fresh), s1_first.eq(first), s1_last.eq(last)]
+                         s1_fresh.eq(fresh), s1_first.eq(first), s1_last.eq(last),
+                         s1_slot.eq(slot), s1_span.eq(span), s1_emit.eq(emit)]
 
         # ---- stage 1: the word read in stage 0 is on rd.data --------------------------------
         old = Signal(word)
@@ -393,12 +422,12 @@ class SdsaUnit(wiring.Component):
             wr.en.eq(s1_valid & advance & ((s1_op == _Op.KV_ADD) | (s1_op == _Op.COUNT_ADD))),
         ]
 
-        acc = Signal(sdsa_output_layout(cfg))
-        acc_next = Signal(sdsa_output_layout(cfg))
+        acc = Signal(block)
+        acc_next = Signal(block)
         for lane in range(L):
             # A <= d * N < 2**acc_width (SdsaConfig): no partial sum can wrap.
             m.d.comb += acc_next[lane].eq(Mux(s1_first, 0, acc[lane]) + rd.data[lane])
-        result = Signal(sdsa_output_layout(cfg))
+        result = Signal(block)
         with m.Switch(s1_op):
             with m.Case(_Op.A_ADD):
                 m.d.comb += result.eq(acc_next)
@@ -408,14 +437,31 @@ class SdsaUnit(wiring.Component):
             with m.Default():
                 m.d.comb += result.eq(0)
 
+        # The beat being filled: finished blocks wait here until the beat is complete.
         out_payload = Signal(sdsa_output_layout(cfg))
+        filled = Signal(sdsa_output_layout(cfg))
+        beat = Signal(sdsa_output_layout(cfg))
+        if P == 1:
+            m.d.comb += filled.eq(result)
+        else:
+            for j in range(P):
+                mine = j < s1_slot + s1_span
+                if j < P - 1:   # slot <= P - 1 always: no constant comparison for lint
+                    mine &= s1_slot <= j
+                for lane in range(L):
+                    m.d.comb += filled[j * L + lane].eq(Mux(mine, result[lane], beat[j * L + lane]))
         with m.If(self.out.ready):
             m.d.sync += out_valid.eq(0)
         with m.If(s1_valid & advance):
             with m.If(s1_op == _Op.A_ADD):
                 m.d.sync += acc.eq(acc_next)
-            with m.If(s1_last):
-                m.d.sync += [out_valid.eq(1), out_payload.eq(result)]
+            with m.If(s1_last & s1_emit):
+                m.d.sync += [out_valid.eq(1), out_payload.eq(filled)]
+                if P > 1:
+                    m.d.sync += beat.eq(0)
+            if P > 1:
+                with m.Elif(s1_last):
+                    m.d.sync += beat.eq(filled)
         m.d.comb += [self.out.valid.eq(out_valid), self.out.payload.eq(out_payload)]
 
         # ---- run control ---------------------------------------------------------------
@@ -445,10 +491,12 @@ class SdsaUnit(wiring.Component):
         with m.If(self.start):
             m.d.sync += [
                 phase.eq(_Phase.KV if cfg.attention_matrix else _Phase.COUNT),
-                tok.eq(0), step.eq(0), head.eq(0), blk.eq(0), blk_base.eq(0),
+                tok.eq(0), step.eq(0), head.eq(0), blk.eq(0), blk_base.eq(0), slot.eq(0),
                 touched.eq(0), cleared.eq(0), s1_valid.eq(0), out_valid.eq(0),
                 *[p.eq(0) for p in perf.values()],
             ]
             if cfg.attention_matrix:
                 m.d.sync += [done_i.eq(0), started.eq(0)]
+            if P > 1:
+                m.d.sync += beat.eq(0)
         return m

@@ -40,6 +40,8 @@ def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, 
     from golden.checkpoint import load_checkpoint, read_checkpoint
     from golden.model import create_model
 
+    if random_init is not None:
+        torch.manual_seed(random_init)   # before the model is built: its initial weights are the random ones
     args = None
     if checkpoint is not None:
         obj = read_checkpoint(checkpoint)
@@ -55,7 +57,6 @@ def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, 
         raise ValueError(f"{checkpoint}: no model name given (--model) and the checkpoint has no 'args' to build one")
     if random_init is not None:
         from golden.model import randomize_statistics
-        torch.manual_seed(random_init)
         randomize_statistics(model, random_init)  # non-trivial eval statistics, so folding matters
     else:
         load_checkpoint(checkpoint, model, trusted=True)

@@ -180,3 +180,16 @@ def test_program_too_big_for_memories_is_refused(tmp_path, program):
     with pytest.raises(MemoryFitError, match=r"weights memory: the program needs \d+ words, the hardware has 1000"):
         export_program(small, tmp_path / "prog", log=lambda m: None)
     assert not (tmp_path / "prog").exists()
+
+
+def test_random_init_is_reproducible():
+    """`--random-init SEED` names one model: weights and BatchNorm statistics alike, whatever
+    the global RNG did before (the seed must be set before the model is built)."""
+    torch.manual_seed(12345)
+    a = load_model(None, model_name="metaspikeformer_tiny", random_init=3, T=4).state_dict()
+    torch.rand(17)
+    b = load_model(None, model_name="metaspikeformer_tiny", random_init=3, T=4).state_dict()
+    c = load_model(None, model_name="metaspikeformer_tiny", random_init=4, T=4).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())

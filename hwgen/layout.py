@@ -17,6 +17,21 @@ Accumulator memory (words of ``lanes`` accumulators), position-major::
 Bias memory: word ``b_offset + gi * G + g`` holds the biases of that word's lanes. The drain
 streams accumulator words in address order, so output neuron ``(oy, ox, c)`` appears at
 position ``oy * W_out + ox``, padded channel ``gi * G * lanes + g * lanes + l``.
+
+**Lanes over x** (``x_lanes``; depthwise convs with stride 1): a depthwise conv has one output
+channel per group, so lanes over channels would leave all but one idle. Instead the lanes run
+over output columns, ``X = ceil(W_out / lanes)`` words per output row::
+
+    accumulator word(c, oy, xb) = (c * H_out + oy) * X + xb,  lane l: ox = xb * lanes + l
+    weight word(c, ky, o)       = w_offset + (c * k + ky) * (k + lanes - 1) + o,
+                                  lane q = W[c, 0, ky, o - q]   (0 outside 0..k-1)
+    bias word(c)                = b_offset + c, every lane bias[c]
+
+An event issues one operation per kernel row and ``lanes`` output columns: lane l of the
+operation covering columns ``ox_lo + j*lanes ..`` adds weight word ``o = kx_hi - j*lanes``, lane
+``(l - ox_lo) mod lanes`` (the words are a row's windows, so every lane finds its kernel column in
+the same word), into accumulator word ``.. + (ox_lo div lanes) + j + (l < ox_lo mod lanes)``.
+The drain streams channel-major, ``unpad_accumulators(.., x_lanes=True)`` reads it back.
 """
 from __future__ import annotations
 
@@ -26,7 +41,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["ConvGeometry", "Descriptor", "descriptor", "weight_words", "bias_words",
-           "unpad_accumulators", "padded_channels"]
+           "unpad_accumulators", "padded_channels", "x_lanes_suit"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,10 @@ class Descriptor:
     row_stride: int      # out_w * words: accumulator step for one output row
     drain_words: int     # out_h * out_w * words
     signed_planes: int   # encoding layer: the top pixel bit plane has weight -2^(bits-1)
+    x_lanes: int = 0     # lanes over output columns (depthwise, stride 1): the layout above
+    x_words: int = 0     # X = ceil(out_w / lanes) words per output row (x_lanes)
+    chan_words: int = 0  # out_h * X words per channel (x_lanes)
+    bias_repeat: int = 1  # accumulator words that share one bias word, in drain order
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,8 +109,18 @@ def padded_channels(geo: ConvGeometry, lanes: int) -> int:
     return geo.groups * math.ceil(geo.cg_out / lanes) * lanes
 
 
+def x_lanes_suit(geo: ConvGeometry) -> bool:
+    """Layers that run with lanes over output columns: depthwise convs with stride 1."""
+    return geo.groups > 1 and geo.groups == geo.c_in == geo.c_out and geo.stride == 1
+
+
+def _x_geometry(geo: ConvGeometry, lanes: int) -> tuple[int, int]:
+    """(words per output row, words per kernel row) with lanes over x."""
+    return math.ceil(geo.out_w / lanes), geo.kernel + lanes - 1
+
+
 def descriptor(geo: ConvGeometry, lanes: int, *, w_offset: int = 0, b_offset: int = 0,
-               signed_planes: bool = False) -> Descriptor:
+               signed_planes: bool = False, x_lanes: bool = False) -> Descriptor:
     if geo.stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, not {geo.stride}")
     if geo.c_in % geo.groups or geo.c_out % geo.groups:
@@ -101,6 +130,17 @@ def descriptor(geo: ConvGeometry, lanes: int, *, w_offset: int = 0, b_offset: in
     G = math.ceil(geo.cg_out / lanes)
     k = geo.kernel
     words = geo.groups * G
+    if x_lanes:
+        if not x_lanes_suit(geo):
+            raise ValueError(f"lanes over x need a depthwise conv with stride 1, not {geo}")
+        X, row_words = _x_geometry(geo, lanes)
+        return Descriptor(
+            kernel=k, stride2=0, padding=geo.padding, out_h=geo.out_h, out_w=geo.out_w,
+            lim_y=geo.out_h - 1, lim_x=geo.out_w - 1, group_words=1, words=geo.c_out, last_lanes=lanes,
+            grouped=1, cin_shift=0, w_offset=w_offset, w_stride_group=k * row_words, w_stride_ci=0,
+            w_stride_ky=row_words, b_offset=b_offset, row_stride=X, drain_words=geo.c_out * geo.out_h * X,
+            signed_planes=int(signed_planes), x_lanes=1, x_words=X, chan_words=geo.out_h * X,
+            bias_repeat=geo.out_h * X)
     return Descriptor(
         kernel=k, stride2=int(geo.stride == 2), padding=geo.padding,
         out_h=geo.out_h, out_w=geo.out_w,
@@ -113,9 +153,16 @@ def descriptor(geo: ConvGeometry, lanes: int, *, w_offset: int = 0, b_offset: in
     )
 
 
-def weight_words(weight: np.ndarray, groups: int, lanes: int) -> np.ndarray:
+def weight_words(weight: np.ndarray, groups: int, lanes: int, *, x_lanes: bool = False) -> np.ndarray:
     """``weight[C_out, Cg_in, k, k]`` -> words ``[n, lanes]`` in the weight memory order."""
     c_out, cg_in, k, _ = weight.shape
+    if x_lanes:
+        # word (c, ky, o), lane q: W[c, 0, ky, o - q]
+        row_words = k + lanes - 1
+        o = np.arange(row_words)[:, None] - np.arange(lanes)[None, :]           # kernel column
+        padded = np.concatenate([np.asarray(weight)[:, 0], np.zeros((c_out, k, 1), dtype=np.int64)], axis=2)
+        words = padded[:, :, np.where((o >= 0) & (o < k), o, k)]               # [C, k, row_words, lanes]
+        return words.reshape(-1, lanes).astype(np.int64)
     cg_out = c_out // groups
     G = math.ceil(cg_out / lanes)
     w = np.zeros((groups, G * lanes, cg_in, k, k), dtype=np.int64)
@@ -125,7 +172,9 @@ def weight_words(weight: np.ndarray, groups: int, lanes: int) -> np.ndarray:
     return w.reshape(-1, lanes)
 
 
-def bias_words(bias: np.ndarray, groups: int, lanes: int) -> np.ndarray:
+def bias_words(bias: np.ndarray, groups: int, lanes: int, *, x_lanes: bool = False) -> np.ndarray:
+    if x_lanes:
+        return np.repeat(np.asarray(bias, dtype=np.int64)[:, None], lanes, axis=1)
     cg_out = len(bias) // groups
     G = math.ceil(cg_out / lanes)
     b = np.zeros((groups, G * lanes), dtype=np.int64)
@@ -133,8 +182,11 @@ def bias_words(bias: np.ndarray, groups: int, lanes: int) -> np.ndarray:
     return b.reshape(-1, lanes)
 
 
-def unpad_accumulators(words: np.ndarray, geo: ConvGeometry, lanes: int) -> np.ndarray:
+def unpad_accumulators(words: np.ndarray, geo: ConvGeometry, lanes: int, *, x_lanes: bool = False) -> np.ndarray:
     """Drained words ``[drain_words, lanes]`` -> ``[C_out, out_h, out_w]``."""
+    if x_lanes:
+        X, _ = _x_geometry(geo, lanes)
+        return words.reshape(geo.c_out, geo.out_h, X * lanes)[..., :geo.out_w]
     G = math.ceil(geo.cg_out / lanes)
     a = words.reshape(geo.out_h, geo.out_w, geo.groups, G * lanes)[..., :geo.cg_out]
     return a.reshape(geo.out_h, geo.out_w, geo.c_out).transpose(2, 0, 1)

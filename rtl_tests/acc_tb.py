@@ -123,7 +123,7 @@ async def random_layers(dut):
         rate = float(rng.choice([0.05, 0.2, 0.5]))
         T = int(rng.integers(1, 3))
         spikes = (rng.random((T, geo.c_in, geo.h, geo.w)) < rate).astype(np.int64)
-        await check(tb, geo, w, b, spikes, label=f"random layer {i}", seed=i + 1,
+        await check(tb, geo, w, b, spikes, label=f"random layer {i} {geo}", seed=i + 1,
                     w_offset=int(rng.integers(0, 5)), b_offset=int(rng.integers(0, 3)))
 
 
@@ -144,6 +144,39 @@ async def edge_maps(dut):
         w, b = random_weights(cfg, rng, geo, scale=0.05)
         spikes = (rng.random((2, geo.c_in, geo.h, geo.w)) < rate).astype(np.int64)
         await check(tb, geo, w, b, spikes, label=label)
+
+
+@cocotb.test()
+async def depthwise_lanes_over_x(dut):
+    """Depthwise convs with stride 1 run with lanes over output columns: kernels 1, 3, 7 (7 on
+    fewer than 7 lanes needs several operations per kernel row), output widths below, at and
+    above a multiple of lanes, borders, T = 2. Each layer also runs with lanes over channels:
+    both exact, and the lanes-over-x run issues exactly one operation per kernel row and lanes
+    columns."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    if "grouped" not in cfg.kinds:
+        tb.log.info("config has no grouped convs: nothing to test")
+        return
+    rng = np.random.default_rng(BASE_SEED + 5)
+    L = cfg.lanes
+    shapes = [(3, 1, 0), (3, 3, 1), (3, 3, 0)] + ([(7, 7, 3), (7, 7, 2)] if cfg.max_kernel >= 7 else [])
+    for i, (k, _, pad) in enumerate(shapes):
+        c = int(rng.integers(2, min(cfg.max_channels, 12) + 1))
+        w_in = [L - 1, 2 * L, 2 * L + 3][i % 3] + k - 1 - 2 * pad
+        w_in = max(w_in, k - 2 * pad, 1)
+        h = int(rng.integers(max(1, k - 2 * pad), min(cfg.max_size, 9) + 1))
+        geo = ConvGeometry(c, c, h, min(w_in, cfg.max_size), k, 1, pad, c)
+        w, b = random_weights(cfg, rng, geo, scale=0.3)
+        spikes = (rng.random((2, c, geo.h, geo.w)) < 0.4).astype(np.int64)
+        res, _, _ = await check(tb, geo, w, b, spikes, label="depthwise, lanes over x", x_lanes=True)
+        await check(tb, geo, w, b, spikes, label="depthwise, lanes over channels", x_lanes=False)
+        ops = 0
+        for t, ci, y, x in np.argwhere(spikes):
+            rows = sum(1 for ky in range(k) if 0 <= y + pad - ky < geo.out_h)
+            cols = sum(1 for kx in range(k) if 0 <= x + pad - kx < geo.out_w)
+            ops += rows * -(-cols // L) if cols else 0
+        assert res.counters["ops"] == ops, f"{geo}: {res.counters['ops']} operations, expected {ops}"
 
 
 @cocotb.test()

@@ -41,3 +41,24 @@ def test_digits_model_layers_replay(tmp_path, digits_program):
     import json
     rows = json.loads(out.read_text())
     assert [r["label"] for r in rows] == [layer[0] for layer in layers]
+
+
+def test_generated_verilog_and_harness_lint_clean(acc_hw, tmp_path):
+    """`verilator --lint-only -Wall` on the generated unit (Amaranth waivers of hwgen/lint.py,
+    scoped to the generated file) and on the harness with it, for every test config."""
+    from hwgen.build import emit_verilog
+    from hwgen.lint import lint, write_waivers
+    from hwgen.sim.accumulator import TEMPLATES
+    from hwgen.units.accumulator import AccumulatorArray
+
+    unit = tmp_path / "acc_array.v"
+    unit.write_text(emit_verilog(AccumulatorArray(acc_hw.accumulator), "acc_array"))
+    for name in ("acc_harness.sv", "harness_rng.sv"):
+        (tmp_path / name).write_text((TEMPLATES / name).read_text())
+    waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [unit])
+    ok, report = lint(["./acc_array.v"], "acc_array", f"./{waivers.name}", tmp_path)
+    assert ok, report
+    params = acc_sim_run(acc_hw, test_module="acc_tb", test_dir=HERE).parameters
+    ok, report = lint([*(f"-G{k}={v}" for k, v in params.items()), "./acc_harness.sv", "./harness_rng.sv",
+                       "./acc_array.v"], "acc_harness", f"./{waivers.name}", tmp_path)
+    assert ok, report

@@ -52,11 +52,14 @@ def random_layers(cfg, rng):
     return layers
 
 
-def dense_ops(geo: ConvGeometry, lanes: int) -> int:
-    """Weight words issued if every input were a spike (border-aware), i.e. dense-scan cycles."""
+def dense_ops(geo: ConvGeometry, lanes: int, x_lanes: bool) -> int:
+    """Weight words issued if every input were a spike (border-aware), i.e. dense-scan cycles.
+    With lanes over x (depthwise), one word per kernel row and ``lanes`` output columns."""
     def span(t, n_out):
         return sum(1 for k in range(geo.kernel) if (t - k) % geo.stride == 0 and 0 <= (t - k) // geo.stride < n_out and t >= k)
     ys = sum(span(y + geo.padding, geo.out_h) for y in range(geo.h))
+    if x_lanes:
+        return geo.c_in * ys * sum(math.ceil(span(x + geo.padding, geo.out_w) / lanes) for x in range(geo.w))
     xs = sum(span(x + geo.padding, geo.out_w) for x in range(geo.w))
     return geo.c_in * ys * xs * math.ceil(geo.cg_out / lanes)
 
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
         bound = math.ceil(c["additions"] / L)
         accum = c["ops"] + c["starved"]
         init = r["descriptor"]["drain_words"]
-        dense = dense_ops(geo, L) * r["timesteps"] * (r["planes"] if r["planes"] > 1 else 1)
+        dense = dense_ops(geo, L, bool(r["descriptor"]["x_lanes"])) * r["timesteps"] * (r["planes"] if r["planes"] > 1 else 1)
         eff = bound / accum if accum else float("nan")
         total = bound / c["busy"] if c["busy"] else float("nan")
         total_cycles += r["harness_cycles"]

@@ -16,10 +16,15 @@ Pipeline (docs/accumulator.md)::
 The accumulator read port is transparent to the write port, so an op that reads the word the
 previous op writes in the same cycle sees the new value: back-to-back updates of one word need
 no stall.
+
+Depthwise convs with stride 1 may run with the lanes over output columns instead of output
+channels (descriptor ``x_lanes``): one op per kernel row covers ``lanes`` columns, each lane at
+its own accumulator word (one accumulator memory per lane) and its own kernel column of one
+weight word (docs/accumulator.md, "Depthwise: lanes over output columns").
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,6 +61,10 @@ def descriptor_layout(cfg: AccumulatorConfig) -> data.StructLayout:
         "row_stride": range(big),
         "drain_words": range(cfg.accumulator_depth + 1),
         "signed_planes": 1,
+        "x_lanes": 1,
+        "x_words": range(cfg.max_size // cfg.lanes + 2),
+        "chan_words": range(cfg.accumulator_depth + 1),
+        "bias_repeat": range(cfg.accumulator_depth + 1),
     })
 
 
@@ -162,12 +171,15 @@ class AccumulatorArray(wiring.Component):
         w_word = data.ArrayLayout(signed(cfg.weight_width), L)
         m.submodules.biases = b_mem = memory.Memory(
             shape=data.ArrayLayout(signed(cfg.bias_width), L), depth=cfg.bias_depth, init=[])
-        m.submodules.accumulators = a_mem = memory.Memory(
-            shape=data.ArrayLayout(signed(cfg.accumulator_width), L), depth=cfg.accumulator_depth, init=[])
+        # One accumulator memory per lane: with lanes over x, lanes address different words.
+        a_wr, a_rd = [], []
+        for lane in range(L):
+            mem = memory.Memory(shape=signed(cfg.accumulator_width), depth=cfg.accumulator_depth, init=[])
+            m.submodules[f"accumulators_{lane}"] = mem
+            a_wr.append(mem.write_port())
+            a_rd.append(mem.read_port(transparent_for=(a_wr[-1],)))
         b_wr = b_mem.write_port()
-        a_wr = a_mem.write_port()
         b_rd = b_mem.read_port()
-        a_rd = a_mem.read_port(transparent_for=(a_wr,))
         w_rd = self._weight_banks(m, w_word)
         m.d.comb += [
             b_wr.en.eq(self.bias_write.en), b_wr.addr.eq(self.bias_write.addr),
@@ -185,9 +197,12 @@ class AccumulatorArray(wiring.Component):
 
         # ---- stage S0: accept an event, compute its kernel window -----------------------
         s0_valid = Signal()
+        x_segs_max = -(-cfg.max_kernel // L)
         s0 = Signal(data.StructLayout({
             "w_base": unsigned(addr_w), "a_base": unsigned(addr_w), "plane": range(cfg.input_bits),
-            "ky_n": range(cfg.max_kernel + 1), "kx_n": range(cfg.max_kernel + 1), "empty": 1}))
+            "ky_n": range(cfg.max_kernel + 1), "kx_n": range(cfg.max_kernel + 1), "empty": 1,
+            # lanes over x: the event's first output column mod lanes, its columns, operations per row
+            "x_shift": range(max(L, 2)), "x_n": range(cfg.max_kernel + 1), "x_segs": range(x_segs_max + 1)}))
         s0_take = Signal()   # S1 takes the setup this cycle
 
         ev = self.events.payload
@@ -214,6 +229,21 @@ class AccumulatorArray(wiring.Component):
         oy0 = Signal(range(cfg.max_size + 1))
         ox0 = Signal(range(cfg.max_size + 1))
         m.d.comb += [oy0.eq((ty - ky_lo) >> s), ox0.eq((tx - kx_lo) >> s)]
+        # Lanes over x (depthwise, stride 1): the kernel row's output columns ox_lo .. ox_lo + n - 1
+        # are spread over the lanes from lane ox_lo mod L on, ceil(n / L) operations per row.
+        x_mode = desc.x_lanes if grouped else Const(0)
+        x_n = Signal(range(cfg.max_kernel + 1))
+        x_segs = Signal(range(x_segs_max + 1))
+        x_shift = Signal(range(max(L, 2)))
+        x_word = Signal(range(cfg.max_size + cfg.max_kernel + 1))
+        if grouped:
+            ox_lo = Signal(range(cfg.max_size + cfg.max_kernel + 1))
+            m.d.comb += [ox_lo.eq(tx - kx_hi), x_n.eq(kx_hi - kx_lo + 1),
+                         x_segs.eq(sum(x_n > j * L for j in range(x_segs_max)))]
+            if L & (L - 1) == 0:
+                m.d.comb += [x_word.eq(ox_lo >> (L.bit_length() - 1)), x_shift.eq(ox_lo & (L - 1))]
+            else:
+                m.d.comb += [x_word.eq(ox_lo // L), x_shift.eq(ox_lo % L)]
         if grouped:
             gi = Signal(range(cfg.max_channels))
             ci_local = Signal(range(cfg.max_channels))
@@ -223,8 +253,11 @@ class AccumulatorArray(wiring.Component):
             a_group = gi * desc.group_words
         else:
             ci_local, w_group, a_group = ev.ci, 0, 0
-        w_base = desc.w_offset + w_group + ci_local * desc.w_stride_ci + ky_lo * desc.w_stride_ky + kx_lo * desc.group_words
-        a_base = (oy0 * desc.out_w + ox0) * desc.words + a_group
+        # with lanes over x, the first operation reads the row's window word o = kx_hi
+        w_col0 = Mux(x_mode, kx_hi, kx_lo * desc.group_words)
+        w_base = desc.w_offset + w_group + ci_local * desc.w_stride_ci + ky_lo * desc.w_stride_ky + w_col0
+        a_base = Mux(x_mode, ev.ci * desc.chan_words + oy0 * desc.x_words + x_word,
+                     (oy0 * desc.out_w + ox0) * desc.words + a_group)
         span = lambda lo, hi: (hi - lo >> s) + 1  # offsets in the window (valid when lo <= hi)
 
         s0_free = ~s0_valid | s0_take
@@ -234,8 +267,9 @@ class AccumulatorArray(wiring.Component):
             m.d.sync += [
                 s0_valid.eq(1),
                 s0.w_base.eq(w_base), s0.a_base.eq(a_base), s0.plane.eq(ev.plane if encoding else 0),
-                s0.ky_n.eq(span(ky_lo, ky_hi)), s0.kx_n.eq(span(kx_lo, kx_hi)),
+                s0.ky_n.eq(span(ky_lo, ky_hi)), s0.kx_n.eq(Mux(x_mode, 1, span(kx_lo, kx_hi))),
                 s0.empty.eq((ky_lo > ky_hi) | (kx_lo > kx_hi)),
+                s0.x_shift.eq(x_shift), s0.x_n.eq(x_n), s0.x_segs.eq(x_segs),
             ]
         with m.Elif(s0_take):
             m.d.sync += s0_valid.eq(0)
@@ -250,7 +284,11 @@ class AccumulatorArray(wiring.Component):
         w_col, a_col = Signal(addr_w), Signal(addr_w)      # (ky, kx, g = 0)
         kx_n = Signal.like(kx_left)                          # window width: kx_left restarts from it
         plane = Signal(range(cfg.input_bits))
-        last_word = g == desc.group_words - 1
+        g_last = Signal.like(g)                              # group_words - 1, or x_segs - 1
+        x_sh = Signal.like(x_shift)                          # lanes over x: this event's shift,
+        x_cols = Signal(range(cfg.max_kernel + 1))           # its columns per row,
+        x_left = Signal(range(cfg.max_kernel + 1))           # and columns left in this row
+        last_word = g == g_last
         last_op = last_word & (kx_left == 1) & (ky_left == 1)
         w_kx_step = Mux(s, desc.group_words << 1, desc.group_words)
         w_ky_step = Mux(s, desc.w_stride_ky << 1, desc.w_stride_ky)
@@ -265,10 +303,15 @@ class AccumulatorArray(wiring.Component):
                     w_addr.eq(s0.w_base), a_addr.eq(s0.a_base),
                     w_row.eq(s0.w_base), a_row.eq(s0.a_base),
                     w_col.eq(s0.w_base), a_col.eq(s0.a_base),
+                    g_last.eq(Mux(x_mode, s0.x_segs - 1, desc.group_words - 1)),
+                    x_sh.eq(s0.x_shift), x_cols.eq(s0.x_n), x_left.eq(s0.x_n),
                 ]
         with m.Elif(s1_valid):
             with m.If(~last_word):
-                m.d.sync += [g.eq(g + 1), w_addr.eq(w_addr + 1), a_addr.eq(a_addr + 1)]
+                # next word of the group; with lanes over x, the next lanes columns of the row
+                # (the window word lanes kernel columns back)
+                m.d.sync += [g.eq(g + 1), w_addr.eq(Mux(x_mode, w_addr - L, w_addr + 1)), a_addr.eq(a_addr + 1),
+                             x_left.eq(x_left - L)]
             with m.Elif(kx_left != 1):
                 # next kernel column: the output position moves one column left
                 m.d.sync += [g.eq(0), kx_left.eq(kx_left - 1),
@@ -276,7 +319,7 @@ class AccumulatorArray(wiring.Component):
                              w_addr.eq(w_col + w_kx_step), a_addr.eq(a_col - desc.words)]
             with m.Elif(ky_left != 1):
                 # next kernel row: the output position moves one row up
-                m.d.sync += [g.eq(0), kx_left.eq(kx_n), ky_left.eq(ky_left - 1),
+                m.d.sync += [g.eq(0), kx_left.eq(kx_n), ky_left.eq(ky_left - 1), x_left.eq(x_cols),
                              w_row.eq(w_row + w_ky_step), a_row.eq(a_row - desc.row_stride),
                              w_col.eq(w_row + w_ky_step), a_col.eq(a_row - desc.row_stride),
                              w_addr.eq(w_row + w_ky_step), a_addr.eq(a_row - desc.row_stride)]
@@ -290,13 +333,34 @@ class AccumulatorArray(wiring.Component):
         s2_addr = Signal(addr_w)
         s2_plane = Signal(range(cfg.input_bits))
         s2_active = Signal(L)
+        s2_sh = Signal.like(x_sh)
         active = Signal(L)
-        m.d.comb += active.eq(Mux(last_word, (Const(1, L + 1) << desc.last_lanes) - 1, (1 << L) - 1))
-        m.d.sync += [s2_valid.eq(s1_valid), s2_addr.eq(a_addr), s2_plane.eq(plane), s2_active.eq(active)]
+
+        def x_rel(lane, shift, stage):
+            """Lanes over x: the lane's column offset from the operation's first column."""
+            rel = Signal(range(max(L, 2)), name=f"x_rel_{stage}_{lane}")
+            if lane == L - 1:      # shift <= L - 1: no wrap (and no constant comparison for lint)
+                m.d.comb += rel.eq(lane - shift)
+            else:
+                m.d.comb += rel.eq(Mux(shift <= lane, lane - shift, lane + L - shift))
+            return rel
+
+        x_active = Cat(*[x_rel(lane, x_sh, "s1") < x_left for lane in range(L)])
+        m.d.comb += active.eq(Mux(x_mode, x_active,
+                                  Mux(last_word, (Const(1, L + 1) << desc.last_lanes) - 1, (1 << L) - 1)))
+        m.d.sync += [s2_valid.eq(s1_valid), s2_addr.eq(a_addr), s2_plane.eq(plane), s2_active.eq(active),
+                     s2_sh.eq(x_sh)]
+
+        def lane_addr(base, lane, shift):
+            """Lanes below the shift hold columns of the next word."""
+            if lane == L - 1:      # shift <= L - 1: never carries
+                return base
+            return base + (x_mode & (lane < shift))
 
         # ---- drain / init walker -------------------------------------------------------------
         d_addr = Signal(range(cfg.accumulator_depth + 1))
-        d_word = Signal(range(cfg.accumulator_depth + 1))   # word within a position: bias index
+        d_word = Signal(range(cfg.accumulator_depth + 1))   # bias word of the accumulator word
+        d_rep = Signal(range(cfg.accumulator_depth + 1))    # words walked on this bias word
         d1_valid, d1_addr, d1_last = Signal(), Signal.like(d_addr), Signal()
         d_advance = ~d1_valid | self.sums.ready | (mode == INIT)
         walking = ((mode == INIT) | (mode == DRAIN)) & (d_addr != desc.drain_words)
@@ -305,45 +369,52 @@ class AccumulatorArray(wiring.Component):
         m.d.comb += [
             w_rd.addr.eq(w_addr), w_rd.en.eq(s1_valid),
             b_rd.addr.eq(desc.b_offset + d_word), b_rd.en.eq(d_issue),
-            a_rd.addr.eq(Mux(mode == ACCUM, a_addr, d_addr)),
-            a_rd.en.eq(Mux(mode == ACCUM, s1_valid, d_issue)),
         ]
+        for lane in range(L):
+            m.d.comb += [
+                a_rd[lane].addr.eq(Mux(mode == ACCUM, lane_addr(a_addr, lane, x_sh), d_addr)),
+                a_rd[lane].en.eq(Mux(mode == ACCUM, s1_valid, d_issue)),
+            ]
         with m.If(d_issue):
-            m.d.sync += [d_addr.eq(d_addr + 1), d_word.eq(Mux(d_word == desc.words - 1, 0, d_word + 1)),
+            m.d.sync += [d_addr.eq(d_addr + 1),
                          d1_valid.eq(1), d1_addr.eq(d_addr), d1_last.eq(d_addr == desc.drain_words - 1)]
+            with m.If(d_rep == desc.bias_repeat - 1):
+                m.d.sync += [d_rep.eq(0), d_word.eq(Mux(d_word == desc.words - 1, 0, d_word + 1))]
+            with m.Else():
+                m.d.sync += d_rep.eq(d_rep + 1)
         with m.Elif(d_advance):
             m.d.sync += d1_valid.eq(0)
 
         # the adder lanes
         summed = Signal(data.ArrayLayout(signed(cfg.accumulator_width), L))
         for lane in range(L):
-            w = w_rd.data[lane]
+            w = Mux(x_mode, w_rd.data[x_rel(lane, s2_sh, "s2")], w_rd.data[lane]) if grouped else w_rd.data[lane]
             if encoding:
                 shifted = Signal(signed(cfg.weight_width + cfg.input_bits + 1), name=f"wshift{lane}")
                 top = desc.signed_planes & (s2_plane == cfg.input_bits - 1)
                 m.d.comb += shifted.eq(Mux(top, -(w << s2_plane), w << s2_plane))
                 w = shifted
-            m.d.comb += summed[lane].eq(a_rd.data[lane] + Mux(s2_active[lane], w, 0))
+            m.d.comb += summed[lane].eq(a_rd[lane].data + Mux(s2_active[lane], w, 0))
 
         emitting = (mode == DRAIN) & d1_valid
         m.d.comb += [
             self.sums.valid.eq(emitting),
-            self.sums.payload.data.eq(a_rd.data),
+            self.sums.payload.data.eq(Cat(*[port.data for port in a_rd])),
             self.sums.payload.last.eq(d1_last),
         ]
-        with m.If((mode == ACCUM) & s2_valid):
-            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(s2_addr), a_wr.data.eq(summed)]
-        with m.Elif(d1_valid & ((mode == INIT) | self.sums.ready)):
-            # re-initialise the word just read with its bias for the next timestep
-            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(d1_addr)]
-            for lane in range(L):
-                m.d.comb += a_wr.data[lane].eq(b_rd.data[lane])
+        for lane, port in enumerate(a_wr):
+            with m.If((mode == ACCUM) & s2_valid):
+                m.d.comb += [port.en.eq(s2_active[lane]), port.addr.eq(lane_addr(s2_addr, lane, s2_sh)),
+                             port.data.eq(summed[lane])]
+            with m.Elif(d1_valid & ((mode == INIT) | self.sums.ready)):
+                # re-initialise the word just read with its bias for the next timestep
+                m.d.comb += [port.en.eq(1), port.addr.eq(d1_addr), port.data.eq(b_rd.data[lane])]
 
         # ---- mode sequencing -----------------------------------------------------------------
         pipeline_empty = ~s0_valid & ~s1_valid & ~s2_valid
         walk_done = (d_addr == desc.drain_words) & ~d1_valid
         with m.If(self.start):
-            m.d.sync += [desc.eq(self.desc), mode.eq(INIT), d_addr.eq(0), d_word.eq(0), flush_seen.eq(0)]
+            m.d.sync += [desc.eq(self.desc), mode.eq(INIT), d_addr.eq(0), d_word.eq(0), d_rep.eq(0), flush_seen.eq(0)]
         with m.Else():
             with m.Switch(mode):
                 with m.Case(INIT):
@@ -353,7 +424,7 @@ class AccumulatorArray(wiring.Component):
                     with m.If(ev_take & ev.flush):
                         m.d.sync += flush_seen.eq(1)
                     with m.If(flush_seen & pipeline_empty):
-                        m.d.sync += [mode.eq(DRAIN), d_addr.eq(0), d_word.eq(0), flush_seen.eq(0)]
+                        m.d.sync += [mode.eq(DRAIN), d_addr.eq(0), d_word.eq(0), d_rep.eq(0), flush_seen.eq(0)]
                 with m.Case(DRAIN):
                     with m.If(walk_done):
                         m.d.sync += mode.eq(ACCUM)

@@ -160,8 +160,8 @@ async def depthwise_lanes_over_x(dut):
         return
     rng = np.random.default_rng(BASE_SEED + 5)
     L = cfg.lanes
-    shapes = [(3, 1, 0), (3, 3, 1), (3, 3, 0)] + ([(7, 7, 3), (7, 7, 2)] if cfg.max_kernel >= 7 else [])
-    for i, (k, _, pad) in enumerate(shapes):
+    shapes = [(1, 0), (3, 1), (3, 0)] + ([(7, 3), (7, 2)] if cfg.max_kernel >= 7 else [])   # (kernel, padding)
+    for i, (k, pad) in enumerate(shapes):
         c = int(rng.integers(2, min(cfg.max_channels, 12) + 1))
         w_in = [L - 1, 2 * L, 2 * L + 3][i % 3] + k - 1 - 2 * pad
         w_in = max(w_in, k - 2 * pad, 1)

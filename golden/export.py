@@ -71,7 +71,7 @@ def memory_images(program: Program) -> dict[str, tuple[int, list[np.ndarray]]]:
     """Every weight, bias and threshold in the hardware's word layout (hwgen.layout), with its
     offset recorded in the layer (``weight_offset`` ... in words) and, for conv and linear
     layers, the accumulator array's run-time descriptor (``acc_descriptor``)."""
-    from hwgen.layout import ConvGeometry, bias_words, descriptor, weight_words
+    from hwgen.layout import ConvGeometry, bias_words, descriptor, fold_slots, weight_words
 
     hw = program.header["hw"]
     acc_lanes, lif_lanes = hw["accumulator"]["lanes"], hw["lif"]["lanes"]
@@ -96,11 +96,15 @@ def memory_images(program: Program) -> dict[str, tuple[int, list[np.ndarray]]]:
                 c, h, wd = a["in_shape"]
                 geo = ConvGeometry(a["in_channels"], a["out_channels"], h, wd, a["kernel"], a["stride"],
                                    a["padding"], a["groups"])
-            a["weight_offset"] = place("weights", weight_words(w, geo.groups, acc_lanes))
-            a["bias_offset"] = place("biases", bias_words(program.array(layer, "bias").astype(np.int64), geo.groups, acc_lanes))
-            signed = layer.kind == "conv" and a["input"] == "pixels" and program.header["input"]["signed"]
+            pixels = layer.kind == "conv" and a["input"] == "pixels"
+            # the folded remainder for spike inputs (docs/accumulator.md); not the encoding layer's bit planes
+            slots = 0 if pixels else fold_slots(geo, acc_lanes)
+            a["weight_offset"] = place("weights", weight_words(w, geo.groups, acc_lanes, fold=slots))
+            a["bias_offset"] = place("biases", bias_words(program.array(layer, "bias").astype(np.int64), geo.groups,
+                                                          acc_lanes, fold=slots))
+            signed = pixels and program.header["input"]["signed"]
             a["acc_descriptor"] = descriptor(geo, acc_lanes, w_offset=a["weight_offset"], b_offset=a["bias_offset"],
-                                             signed_planes=signed).as_dict()
+                                             signed_planes=signed, fold=slots > 0).as_dict()
         elif layer.kind == "lif":
             th = program.array(layer, "threshold").astype(np.int64)
             rows = -(-len(th) // lif_lanes)

@@ -32,6 +32,15 @@ operation covering columns ``ox_lo + j*lanes ..`` adds weight word ``o = kx_hi -
 ``(l - ox_lo) mod lanes`` (the words are a row's windows, so every lane finds its kernel column in
 the same word), into accumulator word ``.. + (ox_lo div lanes) + j + (l < ox_lo mod lanes)``.
 The drain streams channel-major, ``unpad_accumulators(.., x_lanes=True)`` reads it back.
+
+**Folded remainder** (``fold``; dense convs and linear layers whose last word per position has
+``r = C_out - (G-1)*lanes <= lanes / 2`` active lanes, ``G >= 2``): with ``S`` slots (the
+largest power of two <= FOLD_SLOTS with ``S*r <= lanes``), the last word of every weight row
+holds each of its r weights S times, weight c in lanes ``c*S .. c*S + S-1``. The unit parks the
+last words of S operations (any events, any positions) and issues them as one, slot j on lanes
+``c*S + j``; each slot adds into its own lanes of its position's last accumulator word (padding
+lanes otherwise), and the drain sums lanes ``c*S .. c*S + S-1`` into lane c. The bias of channel
+c sits in lane ``c*S`` of the last bias word.
 """
 from __future__ import annotations
 
@@ -96,6 +105,7 @@ class Descriptor:
     row_stride: int      # out_w * words: accumulator step for one output row
     drain_words: int     # out_h * out_w * words
     signed_planes: int   # encoding layer: the top pixel bit plane has weight -2^(bits-1)
+    fold_slots: int = 0  # K: last words folded into one operation (0: off)
     x_lanes: int = 0     # lanes over output columns (depthwise, stride 1): the layout above
     x_words: int = 0     # X = ceil(out_w / lanes) words per output row (x_lanes)
     chan_words: int = 0  # out_h * X words per channel (x_lanes)
@@ -109,6 +119,22 @@ def padded_channels(geo: ConvGeometry, lanes: int) -> int:
     return geo.groups * math.ceil(geo.cg_out / lanes) * lanes
 
 
+FOLD_SLOTS = 4   # most last words one folded operation carries (hwgen/units/accumulator.py)
+
+
+def fold_slots(geo: ConvGeometry, lanes: int) -> int:
+    """S for a layer whose last word per position can be folded, else 0: dense (one group), at
+    least two words per position, the last one at most half full."""
+    G = math.ceil(geo.cg_out / lanes)
+    r = geo.cg_out - (G - 1) * lanes
+    if geo.groups != 1 or G < 2 or 2 * r > lanes:
+        return 0
+    S = 2
+    while 2 * S <= FOLD_SLOTS and 2 * S * r <= lanes:
+        S *= 2
+    return S
+
+
 def x_lanes_suit(geo: ConvGeometry) -> bool:
     """Layers that run with lanes over output columns: depthwise convs with stride 1."""
     return geo.groups > 1 and geo.groups == geo.c_in == geo.c_out and geo.stride == 1
@@ -120,7 +146,7 @@ def _x_geometry(geo: ConvGeometry, lanes: int) -> tuple[int, int]:
 
 
 def descriptor(geo: ConvGeometry, lanes: int, *, w_offset: int = 0, b_offset: int = 0,
-               signed_planes: bool = False, x_lanes: bool = False) -> Descriptor:
+               signed_planes: bool = False, x_lanes: bool = False, fold: bool = False) -> Descriptor:
     if geo.stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, not {geo.stride}")
     if geo.c_in % geo.groups or geo.c_out % geo.groups:
@@ -149,11 +175,11 @@ def descriptor(geo: ConvGeometry, lanes: int, *, w_offset: int = 0, b_offset: in
         grouped=int(geo.groups > 1), cin_shift=int(math.log2(geo.cg_in)) if geo.groups > 1 else 0,
         w_offset=w_offset, w_stride_group=geo.cg_in * k * k * G, w_stride_ci=k * k * G, w_stride_ky=k * G,
         b_offset=b_offset, row_stride=geo.out_w * words, drain_words=geo.out_h * geo.out_w * words,
-        signed_planes=int(signed_planes),
+        signed_planes=int(signed_planes), fold_slots=fold_slots(geo, lanes) if fold else 0,
     )
 
 
-def weight_words(weight: np.ndarray, groups: int, lanes: int, *, x_lanes: bool = False) -> np.ndarray:
+def weight_words(weight: np.ndarray, groups: int, lanes: int, *, x_lanes: bool = False, fold: int = 0) -> np.ndarray:
     """``weight[C_out, Cg_in, k, k]`` -> words ``[n, lanes]`` in the weight memory order."""
     c_out, cg_in, k, _ = weight.shape
     if x_lanes:
@@ -169,16 +195,24 @@ def weight_words(weight: np.ndarray, groups: int, lanes: int, *, x_lanes: bool =
     w[:, :cg_out] = weight.reshape(groups, cg_out, cg_in, k, k)
     # [gi, g, l, ci, ky, kx] -> [gi, ci, ky, kx, g, l]
     w = w.reshape(groups, G, lanes, cg_in, k, k).transpose(0, 3, 4, 5, 1, 2)
+    if fold:   # the last word's r weights, each once per slot: weight c in lanes c*S .. c*S + S-1
+        r = cg_out - (G - 1) * lanes
+        w[..., G - 1, :fold * r] = np.repeat(w[..., G - 1, :r], fold, axis=-1)
     return w.reshape(-1, lanes)
 
 
-def bias_words(bias: np.ndarray, groups: int, lanes: int, *, x_lanes: bool = False) -> np.ndarray:
+def bias_words(bias: np.ndarray, groups: int, lanes: int, *, x_lanes: bool = False, fold: int = 0) -> np.ndarray:
     if x_lanes:
         return np.repeat(np.asarray(bias, dtype=np.int64)[:, None], lanes, axis=1)
     cg_out = len(bias) // groups
     G = math.ceil(cg_out / lanes)
     b = np.zeros((groups, G * lanes), dtype=np.int64)
     b[:, :cg_out] = bias.reshape(groups, cg_out)
+    if fold:   # folded last word: bias c in the first of its slots' lanes, c*S; the others start at 0
+        r = cg_out - (G - 1) * lanes
+        last = np.zeros((groups, lanes), dtype=np.int64)
+        last[:, :fold * r:fold] = b[:, (G - 1) * lanes:(G - 1) * lanes + r]
+        b[:, (G - 1) * lanes:] = last
     return b.reshape(-1, lanes)
 
 

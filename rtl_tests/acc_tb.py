@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from golden.intsim import conv_integer, wrap
-from hwgen.layout import ConvGeometry
+from hwgen.layout import ConvGeometry, fold_slots
 from hwgen.sim.accumulator import AccHarness
 from hwgen.sim.compare import assert_exact
 
@@ -57,16 +57,18 @@ async def check(tb, geo, weight, bias, inputs, *, label, **kw):
     return res, exp, exact
 
 
+def _offsets(geo, y, x):
+    """Kernel offsets of an input spike at (y, x) that land on an output position."""
+    ty, tx = y + geo.padding, x + geo.padding
+    ny = sum(1 for ky in range(geo.kernel) if (ty - ky) % geo.stride == 0 and 0 <= (ty - ky) // geo.stride < geo.out_h and ty - ky >= 0)
+    nx = sum(1 for kx in range(geo.kernel) if (tx - kx) % geo.stride == 0 and 0 <= (tx - kx) // geo.stride < geo.out_w and tx - kx >= 0)
+    return ny * nx
+
+
 def _additions(geo, frame):
     """Synaptic additions of one spike map: for each spike, kernel offsets that land on an
     output position, times the output channels of its group."""
-    total = 0
-    for ci, y, x in np.argwhere(frame != 0):
-        ty, tx = y + geo.padding, x + geo.padding
-        ny = sum(1 for ky in range(geo.kernel) if (ty - ky) % geo.stride == 0 and 0 <= (ty - ky) // geo.stride < geo.out_h and ty - ky >= 0)
-        nx = sum(1 for kx in range(geo.kernel) if (tx - kx) % geo.stride == 0 and 0 <= (tx - kx) // geo.stride < geo.out_w and tx - kx >= 0)
-        total += ny * nx * geo.cg_out
-    return total
+    return sum(_offsets(geo, y, x) for _, y, x in np.argwhere(frame != 0)) * geo.cg_out
 
 
 def random_weights(cfg, rng, geo, scale=1.0):
@@ -183,6 +185,39 @@ async def depthwise_lanes_over_x(dut):
             rows = sum(1 for ky in range(k) if 0 <= y + pad - ky < geo.out_h)
             cols = sum(1 for kx in range(k) if 0 <= x + pad - kx < geo.out_w)
             ops += rows * -(-cols // L) if cols else 0
+        assert res.counters["ops"] == ops, f"{geo}: {res.counters['ops']} operations, expected {ops}"
+
+
+@cocotb.test()
+async def folded_remainder(dut):
+    """Dense layers whose last word per position is at most half full (C_out = G*lanes + r,
+    r <= lanes / 2) park those words and issue S of them as one operation: linear, pointwise
+    and 3x3 layers, T = 2, each also run unfolded on the same data; both exact, and the folded
+    run issues exactly (G - 1) words per position hit plus ceil(last words / S) per timestep."""
+    tb = AccHarness(dut)
+    cfg = tb.cfg
+    L = cfg.lanes
+    if L < 2:
+        tb.log.info("one lane: nothing to fold")
+        return
+    rng = np.random.default_rng(BASE_SEED + 6)
+    shapes = [ConvGeometry(min(cfg.max_channels, 40), L + 1, 1, 1),
+              ConvGeometry(min(cfg.max_channels, 40), 2 * L + L // 2, 1, 1),
+              ConvGeometry(9, L + 1, 6, 5, 1, 1, 0),
+              ConvGeometry(7, 2 * L + 1, 6, 6, 3, 1, 1),
+              ConvGeometry(5, L + 1, 7, 7, 3, 2, 1)]
+    for geo in shapes:
+        slots = fold_slots(geo, L)
+        assert slots >= 2, f"{geo} does not fold on {L} lanes"
+        w, b = random_weights(cfg, rng, geo, scale=0.2)
+        spikes = (rng.random((2, geo.c_in, geo.h, geo.w)) < 0.3).astype(np.int64)
+        res, _, _ = await check(tb, geo, w, b, spikes, label=f"folded, {slots} slots", fold=True)
+        await check(tb, geo, w, b, spikes, label="not folded", fold=False)
+        G = -(-geo.c_out // L)
+        ops = 0
+        for frame in spikes:
+            hits = sum(_offsets(geo, y, x) for _, y, x in np.argwhere(frame))
+            ops += hits * (G - 1) + -(-hits // slots)
         assert res.counters["ops"] == ops, f"{geo}: {res.counters['ops']} operations, expected {ops}"
 
 

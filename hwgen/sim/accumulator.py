@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.config import AccumulatorConfig, HwConfig
-from hwgen.layout import (ConvGeometry, Descriptor, bias_words, descriptor, unpad_accumulators, weight_words,
-                          x_lanes_suit)
+from hwgen.layout import (ConvGeometry, Descriptor, bias_words, descriptor, fold_slots, unpad_accumulators,
+                          weight_words, x_lanes_suit)
 from hwgen.sim.harness import FileHarness
 from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
@@ -108,21 +108,27 @@ class AccHarness(FileHarness):
 
     async def run(self, geo: ConvGeometry, weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, *,
                   planes: int = 1, signed_planes: bool = False, w_offset: int = 0, b_offset: int = 0,
-                  seed: int = 1, in_idle: int = 0, out_stall: int = 0, x_lanes: bool | None = None) -> AccResult:
+                  seed: int = 1, in_idle: int = 0, out_stall: int = 0, x_lanes: bool | None = None,
+                  fold: bool | None = None) -> AccResult:
         """Accumulate one layer over ``inputs[T, C_in, H, W]`` (spikes, or pixel integers with
         ``planes`` bit planes) with ``weight[C_out, C_in/groups, k, k]`` and ``bias[C_out]``.
         ``x_lanes``: lanes over output columns (docs/accumulator.md); by default wherever the
-        layer suits it (depthwise, stride 1) and the config has grouped convs."""
+        layer suits it (depthwise, stride 1) and the config has grouped convs. ``fold``: the
+        folded remainder, by default wherever the layer suits it (``hwgen.layout.fold_slots``)
+        and the input is spikes (the encoding layer's bit planes are not folded)."""
         from hwgen.units.accumulator import descriptor_layout, event_layout
 
         cfg, d, L = self.cfg, self.dut, self.cfg.lanes
         await self.ensure_reset()
         if x_lanes is None:
             x_lanes = "grouped" in cfg.kinds and x_lanes_suit(geo)
-        desc = descriptor(geo, L, w_offset=w_offset, b_offset=b_offset, signed_planes=signed_planes, x_lanes=x_lanes)
+        if fold is None:
+            fold = planes == 1 and L >= 2 and fold_slots(geo, L) > 0
+        desc = descriptor(geo, L, w_offset=w_offset, b_offset=b_offset, signed_planes=signed_planes, x_lanes=x_lanes,
+                          fold=fold)
         T = inputs.shape[0]
-        ww = weight_words(np.asarray(weight), geo.groups, L, x_lanes=x_lanes)
-        bw = bias_words(np.asarray(bias), geo.groups, L, x_lanes=x_lanes)
+        ww = weight_words(np.asarray(weight), geo.groups, L, x_lanes=x_lanes, fold=desc.fold_slots)
+        bw = bias_words(np.asarray(bias), geo.groups, L, x_lanes=x_lanes, fold=desc.fold_slots)
         if w_offset + len(ww) > cfg.weight_depth or b_offset + len(bw) > cfg.bias_depth:
             raise ValueError(f"layer needs {w_offset + len(ww)} weight / {b_offset + len(bw)} bias words; "
                              f"memories hold {cfg.weight_depth} / {cfg.bias_depth}")

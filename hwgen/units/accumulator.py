@@ -24,11 +24,12 @@ weight word (docs/accumulator.md, "Depthwise: lanes over output columns").
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.config import AccumulatorConfig
+from hwgen.layout import FOLD_SLOTS
 
 __all__ = ["AccumulatorArray", "descriptor_layout", "event_layout"]
 
@@ -61,6 +62,7 @@ def descriptor_layout(cfg: AccumulatorConfig) -> data.StructLayout:
         "row_stride": range(big),
         "drain_words": range(cfg.accumulator_depth + 1),
         "signed_planes": 1,
+        "fold_slots": range(FOLD_SLOTS + 1),
         "x_lanes": 1,
         "x_words": range(cfg.max_size // cfg.lanes + 2),
         "chan_words": range(cfg.accumulator_depth + 1),
@@ -133,33 +135,39 @@ class AccumulatorArray(wiring.Component):
     def cfg(self) -> AccumulatorConfig:
         return self._cfg
 
-    def _weight_banks(self, m: Module, word) -> wiring.PureInterface:
-        """The weight memory, in banks of ``weight_bank_words`` (one bank unless it would exceed
-        what synthesis holds in one memory): a read port view with ``addr``, ``en``, ``data``."""
+    def _weight_lanes(self, m: Module) -> list[wiring.PureInterface]:
+        """The weight memory, one memory per lane (a folded operation reads each slot's lanes at
+        its own address), each in banks of ``weight_bank_words`` where one memory would exceed
+        what synthesis holds: per lane a read port view with ``addr``, ``en``, ``data``."""
         cfg = self._cfg
         bank_words = cfg.weight_bank_words
         n_banks = -(-cfg.weight_depth // bank_words)
-        rd = wiring.Signature({"addr": Out(range(cfg.weight_depth)), "en": Out(1), "data": In(word)}).create()
-        wr = self.weight_write
-        if n_banks == 1:
-            m.submodules.weights = mem = memory.Memory(shape=word, depth=cfg.weight_depth, init=[])
-            port_r, port_w = mem.read_port(), mem.write_port()
-            m.d.comb += [port_w.en.eq(wr.en), port_w.addr.eq(wr.addr), port_w.data.eq(wr.data),
-                         port_r.addr.eq(rd.addr), port_r.en.eq(rd.en), rd.data.eq(port_r.data)]
-            return rd
         k = bank_words.bit_length() - 1
-        selected = Signal(range(n_banks))      # bank of the word on the read ports' data
-        with m.If(rd.en):
-            m.d.sync += selected.eq(rd.addr >> k)
-        for i in range(n_banks):
-            mem = memory.Memory(shape=word, depth=min(bank_words, cfg.weight_depth - i * bank_words), init=[])
-            m.submodules[f"weights_{i}"] = mem
-            port_r, port_w = mem.read_port(), mem.write_port()
-            m.d.comb += [port_w.en.eq(wr.en & ((wr.addr >> k) == i)), port_w.addr.eq(wr.addr[:k]),
-                         port_w.data.eq(wr.data), port_r.addr.eq(rd.addr[:k]), port_r.en.eq(rd.en)]
-            with m.If(selected == i):
-                m.d.comb += rd.data.eq(port_r.data)
-        return rd
+        wr = self.weight_write
+        ports = []
+        for lane in range(cfg.lanes):
+            rd = wiring.Signature({"addr": Out(range(cfg.weight_depth)), "en": Out(1),
+                                   "data": In(signed(cfg.weight_width))}).create(path=(f"weights_{lane}",))
+            ports.append(rd)
+            if n_banks > 1:
+                selected = Signal(range(n_banks), name=f"weight_bank_{lane}")   # bank on the read data
+                with m.If(rd.en):
+                    m.d.sync += selected.eq(rd.addr >> k)
+            for i in range(n_banks):
+                depth = min(bank_words, cfg.weight_depth - i * bank_words)
+                mem = memory.Memory(shape=signed(cfg.weight_width), depth=depth, init=[])
+                m.submodules[f"weights_{lane}" if n_banks == 1 else f"weights_{lane}_{i}"] = mem
+                port_r, port_w = mem.read_port(), mem.write_port()
+                hit = (wr.addr >> k) == i if n_banks > 1 else 1
+                m.d.comb += [port_w.en.eq(wr.en & hit), port_w.addr.eq(wr.addr if n_banks == 1 else wr.addr[:k]),
+                             port_w.data.eq(wr.data[lane]),
+                             port_r.addr.eq(rd.addr if n_banks == 1 else rd.addr[:k]), port_r.en.eq(rd.en)]
+                if n_banks == 1:
+                    m.d.comb += rd.data.eq(port_r.data)
+                else:
+                    with m.If(selected == i):
+                        m.d.comb += rd.data.eq(port_r.data)
+        return ports
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -168,7 +176,6 @@ class AccumulatorArray(wiring.Component):
         encoding = "encoding" in cfg.kinds
         m = Module()
 
-        w_word = data.ArrayLayout(signed(cfg.weight_width), L)
         m.submodules.biases = b_mem = memory.Memory(
             shape=data.ArrayLayout(signed(cfg.bias_width), L), depth=cfg.bias_depth, init=[])
         # One accumulator memory per lane: with lanes over x, lanes address different words.
@@ -180,7 +187,7 @@ class AccumulatorArray(wiring.Component):
             a_rd.append(mem.read_port(transparent_for=(a_wr[-1],)))
         b_wr = b_mem.write_port()
         b_rd = b_mem.read_port()
-        w_rd = self._weight_banks(m, w_word)
+        w_rd = self._weight_lanes(m)
         m.d.comb += [
             b_wr.en.eq(self.bias_write.en), b_wr.addr.eq(self.bias_write.addr),
             b_wr.data.eq(self.bias_write.data),
@@ -293,7 +300,42 @@ class AccumulatorArray(wiring.Component):
         w_kx_step = Mux(s, desc.group_words << 1, desc.group_words)
         w_ky_step = Mux(s, desc.w_stride_ky << 1, desc.w_stride_ky)
 
-        m.d.comb += s0_take.eq(s0_valid & (~s1_valid | last_op))
+        # Folded remainder (descriptor fold_slots = S): the loop issues the full words only and
+        # parks each position's last word (at most half full) in a slot; S parked words, or the
+        # last ones after a flush, go out as one operation, slot j on lanes c*S + j.
+        K = min(FOLD_SLOTS, L) if L >= 2 else 0
+        fold_options = [S for S in (2, 4, 8, 16) if S <= K]       # S is a power of two
+        fold = (desc.fold_slots != 0) if K else Const(0)
+        r = desc.last_lanes
+        n_slots = Signal(range(K + 1))
+        slot_w = [Signal(addr_w, name=f"slot_w{j}") for j in range(K)]
+        slot_a = [Signal(addr_w, name=f"slot_a{j}") for j in range(K)]
+        rem_issue = Signal()       # the parked words go out this cycle; the loop holds
+        s1_issue = Signal()        # the loop's word goes out this cycle
+        m.d.comb += s1_issue.eq(s1_valid & ~rem_issue)
+        if K:
+            m.d.comb += rem_issue.eq(fold & (n_slots != 0) & (
+                (n_slots == desc.fold_slots) | (flush_seen & ~s0_valid & ~s1_valid)))
+            with m.If(rem_issue):
+                m.d.sync += n_slots.eq(0)
+            with m.Elif(s1_issue & last_word & fold):
+                m.d.sync += n_slots.eq(n_slots + 1)
+                for j in range(K):
+                    with m.If(n_slots == j):
+                        m.d.sync += [slot_w[j].eq(w_addr + 1), slot_a[j].eq(a_addr + 1)]
+
+        def by_slots(pick):
+            """A per-lane choice among the slot counts S the descriptor may set (few, constant)."""
+            value = pick(fold_options[0])
+            for S in fold_options[1:]:
+                value = Mux(desc.fold_slots == S, pick(S), value)
+            return value
+
+        def slot_of(lane):
+            """The slot that owns this lane in a folded operation: lane mod S."""
+            return by_slots(lambda S: lane % S)
+
+        m.d.comb += s0_take.eq(s0_valid & (~s1_valid | (last_op & ~rem_issue)))
         with m.If(s0_take):
             with m.If(s0.empty):
                 m.d.sync += s1_valid.eq(0)
@@ -303,10 +345,10 @@ class AccumulatorArray(wiring.Component):
                     w_addr.eq(s0.w_base), a_addr.eq(s0.a_base),
                     w_row.eq(s0.w_base), a_row.eq(s0.a_base),
                     w_col.eq(s0.w_base), a_col.eq(s0.a_base),
-                    g_last.eq(Mux(x_mode, s0.x_segs - 1, desc.group_words - 1)),
+                    g_last.eq(Mux(x_mode, s0.x_segs - 1, Mux(fold, desc.group_words - 2, desc.group_words - 1))),
                     x_sh.eq(s0.x_shift), x_cols.eq(s0.x_n), x_left.eq(s0.x_n),
                 ]
-        with m.Elif(s1_valid):
+        with m.Elif(s1_issue):
             with m.If(~last_word):
                 # next word of the group; with lanes over x, the next lanes columns of the row
                 # (the window word lanes kernel columns back)
@@ -330,7 +372,7 @@ class AccumulatorArray(wiring.Component):
 
         # ---- stage S2: memories answer; add and write back -------------------------------
         s2_valid = Signal()
-        s2_addr = Signal(addr_w)
+        s2_addr = [Signal(addr_w, name=f"s2_addr{lane}") for lane in range(L)]   # each lane's word
         s2_plane = Signal(range(cfg.input_bits))
         s2_active = Signal(L)
         s2_sh = Signal.like(x_sh)
@@ -346,38 +388,52 @@ class AccumulatorArray(wiring.Component):
             return rel
 
         x_active = Cat(*[x_rel(lane, x_sh, "s1") < x_left for lane in range(L)])
-        m.d.comb += active.eq(Mux(x_mode, x_active,
-                                  Mux(last_word, (Const(1, L + 1) << desc.last_lanes) - 1, (1 << L) - 1)))
-        m.d.sync += [s2_valid.eq(s1_valid), s2_addr.eq(a_addr), s2_plane.eq(plane), s2_active.eq(active),
-                     s2_sh.eq(x_sh)]
+        rem_active = Cat(*[by_slots(lambda S: Const(lane % S, range(K)) < n_slots) & (by_slots(lambda S: lane // S) < r)
+                           for lane in range(L)])
+        m.d.comb += active.eq(Mux(rem_issue, rem_active, Mux(x_mode, x_active,
+                                  Mux(last_word & ~fold, (Const(1, L + 1) << desc.last_lanes) - 1, (1 << L) - 1))))
 
-        def lane_addr(base, lane, shift):
-            """Lanes below the shift hold columns of the next word."""
-            if lane == L - 1:      # shift <= L - 1: never carries
-                return base
-            return base + (x_mode & (lane < shift))
+        def lane_addr(lane):
+            """The accumulator word this lane reads in S1 (and writes in S2): the op's word; with
+            lanes over x the next one for lanes below the shift; its slot's for a folded op."""
+            addr = a_addr if lane == L - 1 else a_addr + (x_mode & (lane < x_sh))   # shift <= L - 1
+            if K:
+                parked = Signal(addr_w, name=f"slot_a_lane{lane}")
+                m.d.comb += parked.eq(Array(slot_a)[slot_of(lane)])
+                addr = Mux(rem_issue, parked, addr)
+            return addr
+
+        lane_a = [Signal(addr_w, name=f"s1_addr{lane}") for lane in range(L)]
+        for lane in range(L):
+            m.d.comb += lane_a[lane].eq(lane_addr(lane))
+        issue = s1_issue | rem_issue
+        m.d.sync += [s2_valid.eq(issue), s2_plane.eq(plane), s2_active.eq(active), s2_sh.eq(x_sh),
+                     *[s2_addr[lane].eq(lane_a[lane]) for lane in range(L)]]
 
         # ---- drain / init walker -------------------------------------------------------------
         d_addr = Signal(range(cfg.accumulator_depth + 1))
         d_word = Signal(range(cfg.accumulator_depth + 1))   # bias word of the accumulator word
         d_rep = Signal(range(cfg.accumulator_depth + 1))    # words walked on this bias word
         d1_valid, d1_addr, d1_last = Signal(), Signal.like(d_addr), Signal()
+        d1_fold = Signal()    # the word read is a folded position's last word
         d_advance = ~d1_valid | self.sums.ready | (mode == INIT)
         walking = ((mode == INIT) | (mode == DRAIN)) & (d_addr != desc.drain_words)
         d_issue = walking & d_advance
 
-        m.d.comb += [
-            w_rd.addr.eq(w_addr), w_rd.en.eq(s1_valid),
-            b_rd.addr.eq(desc.b_offset + d_word), b_rd.en.eq(d_issue),
-        ]
+        m.d.comb += [b_rd.addr.eq(desc.b_offset + d_word), b_rd.en.eq(d_issue)]
         for lane in range(L):
+            w_lane = w_addr
+            if K:
+                w_lane = Mux(rem_issue, Array(slot_w)[slot_of(lane)], w_addr)
             m.d.comb += [
-                a_rd[lane].addr.eq(Mux(mode == ACCUM, lane_addr(a_addr, lane, x_sh), d_addr)),
-                a_rd[lane].en.eq(Mux(mode == ACCUM, s1_valid, d_issue)),
+                w_rd[lane].addr.eq(w_lane), w_rd[lane].en.eq(issue),
+                a_rd[lane].addr.eq(Mux(mode == ACCUM, lane_a[lane], d_addr)),
+                a_rd[lane].en.eq(Mux(mode == ACCUM, issue, d_issue)),
             ]
         with m.If(d_issue):
             m.d.sync += [d_addr.eq(d_addr + 1),
-                         d1_valid.eq(1), d1_addr.eq(d_addr), d1_last.eq(d_addr == desc.drain_words - 1)]
+                         d1_valid.eq(1), d1_addr.eq(d_addr), d1_last.eq(d_addr == desc.drain_words - 1),
+                         d1_fold.eq(fold & (d_word == desc.words - 1))]
             with m.If(d_rep == desc.bias_repeat - 1):
                 m.d.sync += [d_rep.eq(0), d_word.eq(Mux(d_word == desc.words - 1, 0, d_word + 1))]
             with m.Else():
@@ -388,7 +444,9 @@ class AccumulatorArray(wiring.Component):
         # the adder lanes
         summed = Signal(data.ArrayLayout(signed(cfg.accumulator_width), L))
         for lane in range(L):
-            w = Mux(x_mode, w_rd.data[x_rel(lane, s2_sh, "s2")], w_rd.data[lane]) if grouped else w_rd.data[lane]
+            w = w_rd[lane].data
+            if grouped:
+                w = Mux(x_mode, Array(port.data for port in w_rd)[x_rel(lane, s2_sh, "s2")], w)
             if encoding:
                 shifted = Signal(signed(cfg.weight_width + cfg.input_bits + 1), name=f"wshift{lane}")
                 top = desc.signed_planes & (s2_plane == cfg.input_bits - 1)
@@ -397,21 +455,30 @@ class AccumulatorArray(wiring.Component):
             m.d.comb += summed[lane].eq(a_rd[lane].data + Mux(s2_active[lane], w, 0))
 
         emitting = (mode == DRAIN) & d1_valid
+        out = Signal(data.ArrayLayout(signed(cfg.accumulator_width), L))
+        m.d.comb += out.eq(Cat(*[port.data for port in a_rd]))
+        if K:
+            # a folded position's last word: lane c < r is the sum of its slots' lanes c*S .. c*S + S-1
+            with m.If(d1_fold):
+                for lane in range(L // 2):
+                    folded = by_slots(lambda S: sum(a_rd[lane * S + j].data for j in range(S)) if (lane + 1) * S <= L else 0)
+                    m.d.comb += out[lane].eq(Mux(lane < r, folded, 0))
+                for lane in range(L // 2, L):
+                    m.d.comb += out[lane].eq(0)
         m.d.comb += [
             self.sums.valid.eq(emitting),
-            self.sums.payload.data.eq(Cat(*[port.data for port in a_rd])),
+            self.sums.payload.data.eq(out),
             self.sums.payload.last.eq(d1_last),
         ]
         for lane, port in enumerate(a_wr):
             with m.If((mode == ACCUM) & s2_valid):
-                m.d.comb += [port.en.eq(s2_active[lane]), port.addr.eq(lane_addr(s2_addr, lane, s2_sh)),
-                             port.data.eq(summed[lane])]
+                m.d.comb += [port.en.eq(s2_active[lane]), port.addr.eq(s2_addr[lane]), port.data.eq(summed[lane])]
             with m.Elif(d1_valid & ((mode == INIT) | self.sums.ready)):
                 # re-initialise the word just read with its bias for the next timestep
                 m.d.comb += [port.en.eq(1), port.addr.eq(d1_addr), port.data.eq(b_rd.data[lane])]
 
         # ---- mode sequencing -----------------------------------------------------------------
-        pipeline_empty = ~s0_valid & ~s1_valid & ~s2_valid
+        pipeline_empty = ~s0_valid & ~s1_valid & ~s2_valid & (n_slots == 0)
         walk_done = (d_addr == desc.drain_words) & ~d1_valid
         with m.If(self.start):
             m.d.sync += [desc.eq(self.desc), mode.eq(INIT), d_addr.eq(0), d_word.eq(0), d_rep.eq(0), flush_seen.eq(0)]
@@ -445,11 +512,11 @@ class AccumulatorArray(wiring.Component):
         with m.Else():
             with m.If(working):
                 m.d.sync += regs["busy"].eq(regs["busy"] + 1)
-            with m.If(s1_valid & (mode == ACCUM)):
+            with m.If(issue & (mode == ACCUM)):
                 m.d.sync += [regs["ops"].eq(regs["ops"] + 1), regs["additions"].eq(regs["additions"] + popcount)]
             with m.If(ev_take & ~ev.flush):
                 m.d.sync += regs["events"].eq(regs["events"] + 1)
-            with m.If((mode == ACCUM) & working & ~s1_valid):
+            with m.If((mode == ACCUM) & working & ~issue):
                 m.d.sync += regs["starved"].eq(regs["starved"] + 1)
             with m.If(mode == DRAIN):
                 m.d.sync += regs["drain"].eq(regs["drain"] + 1)

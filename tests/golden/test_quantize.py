@@ -127,7 +127,8 @@ def test_memories_match_the_map(tmp_path, program):
     layer = [layer for layer in load_program(out).layers if layer.kind == "conv"][2]
     lanes, width = mems["weights"]["lanes"], mems["weights"]["width"]
     words = unpack_fields(read_words(out / "memories" / "weights.hex", lanes * width), lanes, width, signed=True)
-    expect = weight_words(program.array(layer, "weight"), layer.attrs["groups"], lanes)
+    expect = weight_words(program.array(layer, "weight"), layer.attrs["groups"], lanes,
+                          fold=layer.attrs["acc_descriptor"]["fold_slots"])
     off = layer.attrs["weight_offset"]
     assert np.array_equal(words[off:off + len(expect)], expect)
     assert layer.attrs["acc_descriptor"]["w_offset"] == off

@@ -20,7 +20,10 @@ no stall.
 Depthwise convs with stride 1 may run with the lanes over output columns instead of output
 channels (descriptor ``x_lanes``): one op per kernel row covers ``lanes`` columns, each lane at
 its own accumulator word (one accumulator memory per lane) and its own kernel column of one
-weight word (docs/accumulator.md, "Depthwise: lanes over output columns").
+weight word (docs/accumulator.md, "Depthwise: lanes over output columns"). Dense layers whose
+last channel word is at most half full may fold (descriptor ``fold_slots`` = S): the last words
+of S ops are parked and issued as one, each slot at its own weight and accumulator word (one
+weight memory per lane), and the drain sums the slots (docs/accumulator.md, "Folded remainder").
 """
 from __future__ import annotations
 
@@ -304,7 +307,7 @@ class AccumulatorArray(wiring.Component):
         # parks each position's last word (at most half full) in a slot; S parked words, or the
         # last ones after a flush, go out as one operation, slot j on lanes c*S + j.
         K = min(FOLD_SLOTS, L) if L >= 2 else 0
-        fold_options = [S for S in (2, 4, 8, 16) if S <= K]       # S is a power of two
+        fold_options = [S for S in (2, 4, 8, 16) if S <= K]       # what hwgen.layout.fold_slots may pick
         fold = (desc.fold_slots != 0) if K else Const(0)
         r = desc.last_lanes
         n_slots = Signal(range(K + 1))

@@ -20,6 +20,8 @@ from hwgen.core.simulate import MismatchError, check_image, load_images, simulat
 from hwgen.sim.core import run_core
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "hw"
+#: the tests reading the T = 4 run share one xdist worker, so the run is simulated once
+T4_RUN = pytest.mark.xdist_group("digits_t4_run")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,7 @@ def digits_t4_run(digits_program, tmp_path_factory):
     return image, results, golden, pixels
 
 
+@T4_RUN
 def test_digits_t4_every_layer_and_timestep_exact(digits_t4_run):
     image, results, golden, _ = digits_t4_run
     assert len(results) == 10
@@ -79,6 +82,7 @@ def test_digits_on_16_lanes_with_padded_heads_exact(digits16_program, tmp_path):
     assert run["totals"]["exact_images"] == 8 and run["lanes"] == 16
 
 
+@T4_RUN
 def test_corrupted_golden_value_is_located(digits_t4_run):
     image, results, golden, _ = digits_t4_run
     name = "block3.0.attn.attn_lif"   # the attention neuron, timestep 2
@@ -108,6 +112,7 @@ def _expected_additions(layer, spikes: np.ndarray) -> int:
     return int((spikes.sum(axis=(0, 1)) * per_position).sum()) * (a["out_channels"] // a["groups"])
 
 
+@T4_RUN
 def test_layer_counters_match_independent_counts(digits_t4_run):
     image, results, golden, pixels = digits_t4_run
     T = image.program.T

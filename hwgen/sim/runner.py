@@ -3,12 +3,22 @@
 A build folder is named after a hash of the source files' contents, the toplevel, the
 parameters and the build flags, so a rebuild happens exactly when one of them changed and two
 configurations never share (and thrash) one folder.
+
+Safe under concurrency (pytest-xdist workers, two ``hwgen sim`` runs at once): a build holds an
+exclusive lock on its folder, and every run executes in a fresh folder of its own under
+``<build>/runs/`` (the simulator's working directory: harness files, ``results.xml``), removed
+when the run passed and kept for inspection when it failed.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +35,27 @@ def range_bits(n: int) -> int:
 
 
 def write_if_changed(path: Path, text: str) -> None:
-    """Rewrite generated Verilog only when it changed, so cached simulator builds stay valid."""
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+    """Rewrite generated Verilog only when it changed, so cached simulator builds stay valid.
+    The new text is written to a temporary file and renamed into place: a concurrent reader
+    sees the old file or the new one, never a partial one."""
+    if path.exists() and path.read_text() == text:
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """Hold an exclusive lock on ``folder`` (a build) until the block ends."""
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -57,8 +85,8 @@ class SimRun:
         return self.build_root / f"{self.name}-{h.hexdigest()[:12]}"
 
 
-def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
-    """Build (if needed) and run; return the results XML path.
+def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> int:
+    """Build (if needed) and run; return how many cocotb tests ran.
 
     Raises ``AssertionError`` naming the failing tests when any cocotb test failed (under pytest
     the runner itself raises SystemExit first; both fail the calling test).
@@ -70,15 +98,18 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
     build_dir = run.build_dir()
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner("verilator")
-    runner.build(
-        sources=[Path(s).resolve() for s in run.sources],
-        hdl_toplevel=run.toplevel,
-        parameters=run.parameters,
-        build_args=list(run.build_args),
-        build_dir=build_dir,
-        log_file=build_dir / "build.log",
-    )
-    results = (build_dir / results_name).resolve()
+    with _locked(build_dir):
+        runner.build(
+            sources=[Path(s).resolve() for s in run.sources],
+            hdl_toplevel=run.toplevel,
+            parameters=run.parameters,
+            build_args=list(run.build_args),
+            build_dir=build_dir,
+            log_file=build_dir / "build.log",
+        )
+    (build_dir / "runs").mkdir(exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{run.test_module}-", dir=build_dir / "runs")).resolve()
+    results = run_dir / results_name
     # The runner hands the simulator this process's sys.path as PYTHONPATH.
     for folder in (str(run.test_dir), str(REPO_ROOT)):
         if folder not in sys.path:
@@ -88,7 +119,7 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
         test_module=run.test_module,
         hdl_toplevel=run.toplevel,
         build_dir=build_dir,
-        test_dir=build_dir,
+        test_dir=run_dir,
         results_xml=str(results),
         extra_env=env,
         plusargs=run.plusargs,
@@ -101,4 +132,5 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> Path:
                              f"({run.toplevel}); see {results} and the log above")
     if total == 0:
         raise AssertionError(f"no cocotb test ran in {run.test_module} (filter {run.testcase!r})")
-    return results
+    shutil.rmtree(run_dir, ignore_errors=True)    # passed: nothing to inspect
+    return total

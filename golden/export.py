@@ -4,30 +4,26 @@ Folder layout (written atomically: assembled in a temporary sibling, renamed on 
 
     program.json        header + layer descriptors (docs/program.md)
     arrays.npz          integer weights, biases, thresholds by "<layer>.<role>"
-    memories/           one $readmemh file per on-chip memory, in the hardware's word layout
-                        (hwgen.layout), plus memory_map.json (lanes, width, words, depth)
-        weights.hex     conv/linear weights, a word of accumulator.lanes weights per line
-        biases.hex      biases, a word of accumulator.lanes biases per line
-        thresholds.hex  LIF thresholds, a row of lif.lanes thresholds per line (padded
-                        channels get the largest threshold: they never fire)
     traces.npz          for the sample images: "input" (integer pixels [B, C, H, W]), every
                         layer's output "<layer>" ([T, B, ...]: currents, spikes, sums), LIF
                         pre-reset membranes "<layer>.membrane", "labels", "float_logits"
+
+The hardware side adds what is about its word layout (``hwgen quantize`` writes ``memories/``
+through the ``extra`` hook of :func:`export_program`, inside the same atomic folder).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from contract.fsutil import atomic_output_dir
+from contract.program import Program, write_program_files
 from golden.intsim import IntegerEngine
-from golden.program import Program, write_program_files
-from hwgen.fsutil import atomic_output_dir
-from hwgen.sim.hexfile import write_lanes
 
-__all__ = ["load_model", "export_program", "replay", "load_traces", "memory_images", "MemoryFitError"]
+__all__ = ["load_model", "export_program", "replay", "load_traces"]
 
 
 def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, random_init: int | None = None,
@@ -63,80 +59,6 @@ def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, 
     return model.eval()
 
 
-class MemoryFitError(ValueError):
-    """The program's weights, biases or thresholds do not fit the configured memories."""
-
-
-def memory_images(program: Program) -> dict[str, tuple[int, list[np.ndarray]]]:
-    """Every weight, bias and threshold in the hardware's word layout (hwgen.layout), with its
-    offset recorded in the layer (``weight_offset`` ... in words) and, for conv and linear
-    layers, the accumulator array's run-time descriptor (``acc_descriptor``)."""
-    from hwgen.layout import ConvGeometry, bias_words, descriptor, fold_slots, weight_words
-
-    hw = program.header["hw"]
-    acc_lanes, lif_lanes = hw["accumulator"]["lanes"], hw["lif"]["lanes"]
-    th_max = (1 << hw["lif"]["threshold_width"]) - 1
-    images = {"weights": [], "biases": [], "thresholds": []}
-    used = {"weights": 0, "biases": 0, "thresholds": 0}
-
-    def place(mem, words):
-        offset = used[mem]
-        images[mem].append(words)
-        used[mem] += len(words)
-        return offset
-
-    for layer in program.layers:
-        a = layer.attrs
-        if layer.kind in ("conv", "linear"):
-            w = program.array(layer, "weight").astype(np.int64)
-            if layer.kind == "linear":
-                w = w[:, :, None, None]
-                geo = ConvGeometry(a["in_features"], a["out_features"], 1, 1)
-            else:
-                c, h, wd = a["in_shape"]
-                geo = ConvGeometry(a["in_channels"], a["out_channels"], h, wd, a["kernel"], a["stride"],
-                                   a["padding"], a["groups"])
-            pixels = layer.kind == "conv" and a["input"] == "pixels"
-            # the folded remainder for spike inputs (docs/accumulator.md); not the encoding layer's bit planes
-            slots = 0 if pixels else fold_slots(geo, acc_lanes)
-            a["weight_offset"] = place("weights", weight_words(w, geo.groups, acc_lanes, fold=slots))
-            a["bias_offset"] = place("biases", bias_words(program.array(layer, "bias").astype(np.int64), geo.groups,
-                                                          acc_lanes, fold=slots))
-            signed = pixels and program.header["input"]["signed"]
-            a["acc_descriptor"] = descriptor(geo, acc_lanes, w_offset=a["weight_offset"], b_offset=a["bias_offset"],
-                                             signed_planes=signed, fold=slots > 0).as_dict()
-        elif layer.kind == "lif":
-            th = program.array(layer, "threshold").astype(np.int64)
-            rows = -(-len(th) // lif_lanes)
-            padded = np.full(rows * lif_lanes, th_max, dtype=np.int64)  # padding neurons never fire
-            padded[:len(th)] = th
-            a["threshold_offset"] = place("thresholds", padded.reshape(rows, lif_lanes))
-    return {name: (used[name], parts) for name, parts in images.items()}
-
-
-def _write_memories(program: Program, folder: Path) -> dict:
-    hw = program.header["hw"]
-    widths = {"weights": hw["accumulator"]["weight_width"], "biases": hw["accumulator"]["bias_width"],
-              "thresholds": hw["lif"]["threshold_width"]}
-    depths = {"weights": hw["accumulator"]["weight_depth"], "biases": hw["accumulator"]["bias_depth"],
-              "thresholds": hw["lif"]["threshold_depth"]}
-    images = memory_images(program)
-    short = [f"{name} memory: the program needs {words} words, the hardware has {depths[name]}: "
-             f"{words - depths[name]} words short" for name, (words, _) in images.items() if words > depths[name]]
-    if short:
-        raise MemoryFitError("program does not fit: " + "; ".join(short))
-    folder.mkdir()
-    mems = {}
-    for name, (words, parts) in images.items():
-        lanes = parts[0].shape[1] if parts else 1
-        values = np.concatenate(parts) if parts else np.zeros((0, lanes), dtype=np.int64)
-        write_lanes(folder / f"{name}.hex", values, widths[name])
-        mems[name] = {"lanes": lanes, "width": widths[name], "words": int(words), "depth": depths[name],
-                      "fits": bool(words <= depths[name])}
-    (folder / "memory_map.json").write_text(json.dumps(mems, indent=1) + "\n")
-    return mems
-
-
 def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     out = {}
     for name, t in env.items():
@@ -151,11 +73,14 @@ def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def export_program(program: Program, out: str | Path, *, images: torch.Tensor | None = None,
                    labels: torch.Tensor | None = None, float_logits: torch.Tensor | None = None,
-                   force: bool = False, log=print) -> Path:
-    """Write the program folder; with ``images``, also run the engine and write traces."""
+                   force: bool = False, log=print, extra: Callable[[Path], None] | None = None) -> Path:
+    """Write the program folder; with ``images``, also run the engine and write traces.
+    ``extra(folder)`` writes more into the folder before it is renamed into place (an exception
+    there leaves nothing written)."""
     out = Path(out)
     with atomic_output_dir(out, force=force) as tmp:
-        _write_memories(program, tmp / "memories")   # also records offsets and descriptors
+        if extra is not None:
+            extra(tmp)
         write_program_files(program, tmp)
         if images is not None:
             engine = IntegerEngine(program)
@@ -178,7 +103,7 @@ def load_traces(folder: str | Path) -> dict[str, np.ndarray]:
 def replay(program: Program, traces: dict[str, np.ndarray]) -> list[str]:
     """Run every layer on its inputs *taken from the traces* and compare with the traced output.
     Returns the mismatches (empty when the export replays bit-exactly)."""
-    from hwgen.sim.compare import first_mismatch
+    from contract.compare import first_mismatch
 
     engine = IntegerEngine(program)
     T = program.T

@@ -90,7 +90,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from golden.model import MetaSpikeFormer, MSAttention, MSBlock, MSConvBlock, MSDownSampling, RepConv
+from golden.model import (
+    MetaSpikeFormer,
+    MSAttention,
+    MSBlock,
+    MSConvBlock,
+    MSDownSampling,
+    RepConv,
+)
 from golden.neuron import multistep_lif
 
 __all__ = [

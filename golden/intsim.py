@@ -1,4 +1,4 @@
-"""The integer engine: executes a :class:`~golden.program.Program` with integer arithmetic only.
+"""The integer engine: executes a :class:`~contract.program.Program` with integer arithmetic only.
 
 This is the executable form of docs/arithmetic.md and the specification the RTL is held to.
 Tensors are ``[T, B, ...]`` integers. For speed, sums of integer products run through float
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from contract.config import HwConfig
+from contract.program import INPUT, Layer, Program
 from golden.lif import lif_integer
-from golden.program import INPUT, Layer, Program
 from golden.quantize import quantize_input
-from hwgen.config import HwConfig
 
 __all__ = ["IntegerEngine", "conv_integer", "wrap"]
 

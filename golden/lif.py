@@ -1,6 +1,6 @@
 """Integer LIF neuron: the executable form of docs/arithmetic.md, section "LIF".
 
-Every width and semantic comes from :class:`hwgen.config.LifConfig`; the RTL LIF core
+Every width and semantic comes from :class:`contract.config.LifConfig`; the RTL LIF core
 (``hwgen.units.lif``) implements the same function. Integers are held in ``torch.int64``,
 wide enough for every intermediate (widths are capped well below 63 bits by the config).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from hwgen.config import LifConfig
+from contract.config import LifConfig
 
 __all__ = ["lif_integer", "thresholds_per_neuron", "check_currents"]
 

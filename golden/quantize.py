@@ -1,4 +1,4 @@
-"""Post-training quantization: a folded float model -> an integer :class:`~golden.program.Program`.
+"""Post-training quantization: a folded float model -> an integer :class:`~contract.program.Program`.
 
 The scheme (docs/arithmetic.md, "Quantization scheme"):
 
@@ -31,10 +31,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from golden.fold import (AttentionStep, ConvStep, FoldedModel, LIFStep, LinearStep, MaskStep,
-                         ReadoutStep, TokenMeanStep)
-from golden.program import INPUT, Layer, Program
-from hwgen.config import HwConfig
+from contract.config import HwConfig
+from contract.program import INPUT, Layer, Program
+from golden.fold import (
+    AttentionStep,
+    ConvStep,
+    FoldedModel,
+    LIFStep,
+    LinearStep,
+    MaskStep,
+    ReadoutStep,
+    TokenMeanStep,
+)
 
 __all__ = ["QuantizationError", "Calibration", "calibrate", "quantize", "signed_bits"]
 

@@ -16,9 +16,9 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 
+from contract.config import HwConfig
+from contract.fsutil import OutputExists, atomic_output_dir
 from hwgen import __version__
-from hwgen.config import HwConfig
-from hwgen.fsutil import OutputExists, atomic_output_dir
 from hwgen.lint import lint, write_waivers
 from hwgen.toolchain import tool_versions, verilator_env
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwgen.config import ConfigError, load_config
+from contract.config import ConfigError, load_config
 
 EXIT_FAIL, EXIT_USAGE = 1, 2
 
@@ -21,8 +21,8 @@ def _cmd_build(args) -> int:
     if args.out is None:
         args.out = f"build/{cfg.name}"
     if args.program is not None:
-        from golden.program import ProgramError, load_program
-        from hwgen.core.compiler import CoreFitError, compile_program
+        from contract.program import ProgramError, load_program
+        from hwgen.compiler import CoreFitError, compile_program
         if cfg.core is None:
             print(f"hwgen build: --program needs a configuration with a 'core' section ({args.config})", file=sys.stderr)
             return EXIT_USAGE
@@ -52,11 +52,12 @@ def _cmd_build(args) -> int:
 def _cmd_quantize(args) -> int:
     import torch
 
+    from contract.fsutil import OutputExists
     from golden.checkpoint import CheckpointError
-    from golden.export import MemoryFitError, export_program, load_model
+    from golden.export import export_program, load_model
     from golden.fold import fold_model
     from golden.quantize import QuantizationError, calibrate, quantize
-    from hwgen.fsutil import OutputExists
+    from hwgen.compiler.placement import MemoryFitError, write_memory_images
 
     hw = load_config(args.hw)
     if args.checkpoint is None and args.random_init is None:
@@ -103,8 +104,8 @@ def _cmd_quantize(args) -> int:
         float_logits = model(samples) if len(samples) else None
     try:
         export_program(program, args.out, images=samples if len(samples) else None, labels=labels,
-                       float_logits=float_logits, force=args.force,
-                       log=lambda m: print(m))
+                       float_logits=float_logits, force=args.force, log=print,
+                       extra=lambda folder: write_memory_images(program, folder / "memories"))
     except OutputExists as e:
         print(f"hwgen quantize: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -119,10 +120,10 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_sim(args) -> int:
-    from golden.program import ProgramError
-    from hwgen.core.compiler import CoreFitError
-    from hwgen.core.simulate import MismatchError, simulate
+    from contract.program import ProgramError
+    from hwgen.compiler import CoreFitError
     from hwgen.sim.core import CoreSimError
+    from hwgen.sim.simulate import MismatchError, simulate
 
     hw = load_config(args.config)
     if hw.core is None:

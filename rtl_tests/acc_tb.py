@@ -14,10 +14,10 @@ import cocotb
 import numpy as np
 import torch
 
+from contract.compare import assert_exact
 from golden.intsim import conv_integer, wrap
 from hwgen.layout import ConvGeometry, fold_slots
 from hwgen.sim.accumulator import AccHarness
-from hwgen.sim.compare import assert_exact
 
 BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))
 MUTATE = os.environ.get("HWGEN_ACC_MUTATE_GOLDEN") == "1"   # sensitivity check only

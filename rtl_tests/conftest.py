@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from hwgen.config import load_config
+from contract.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 LIF_CONFIGS = ["lif_small", "lif_wide", "lif_subtract"]

@@ -15,8 +15,8 @@ import cocotb
 import numpy as np
 import torch
 
+from contract.compare import assert_exact
 from golden.lif import lif_integer, thresholds_per_neuron
-from hwgen.sim.compare import assert_exact
 from hwgen.sim.lif import LifHarness
 
 BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))

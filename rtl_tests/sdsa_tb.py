@@ -16,10 +16,10 @@ import cocotb
 import numpy as np
 import torch
 
+from contract.compare import assert_exact
+from contract.config import HwConfig
+from contract.program import Layer, Program
 from golden.intsim import IntegerEngine
-from golden.program import Layer, Program
-from hwgen.config import HwConfig
-from hwgen.sim.compare import assert_exact
 from hwgen.sim.sdsa import SdsaHarness, cycle_model, output_beat
 
 BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))

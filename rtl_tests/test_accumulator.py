@@ -27,7 +27,7 @@ def test_digits_model_layers_replay(tmp_path, digits_program):
     """Every conv and linear layer of the digits model, on its exported traced spikes (and the
     encoding layer on the traced pixels' bit planes), runs on the RTL of configs/hw/digits.yaml
     and equals both the golden engine and the exported trace, accumulator for accumulator."""
-    from hwgen.config import load_config
+    from contract.config import load_config
     from hwgen.sim.accumulator import layers_from_program, write_layer_specs
 
     hw = load_config(HERE.parent / "configs" / "hw" / "digits.yaml")

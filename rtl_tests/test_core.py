@@ -2,7 +2,7 @@
 
 Each run simulates the generated core (configs/hw/*.yaml with a ``core`` section) on real test
 images and compares every layer's output, at every timestep, with the golden integer engine
-(``hwgen.core.simulate.check_image``). Around that: the per-layer counters against counts
+(``hwgen.sim.simulate.check_image``). Around that: the per-layer counters against counts
 computed independently from the golden spikes, and a corrupted golden value that must be
 caught and located.
 """
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from contract.config import load_config
+from contract.program import load_program
 from golden.intsim import IntegerEngine
-from golden.program import load_program
-from hwgen.config import load_config
-from hwgen.core.compiler import compile_program
-from hwgen.core.simulate import MismatchError, check_image, load_images, simulate
+from hwgen.compiler import compile_program
 from hwgen.sim.core import run_core
+from hwgen.sim.simulate import MismatchError, check_image, load_images, simulate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "hw"
 #: the tests reading the T = 4 run share one xdist worker, so the run is simulated once
@@ -74,7 +74,7 @@ def test_digits_sdsa1_with_mask_exact(digits_sdsa1_program, tmp_path):
 
 def test_digits_on_16_lanes_with_padded_heads_exact(digits16_program, tmp_path):
     """16 lanes: 8-channel stage-1 tensors fill half a word, and block 4's heads of 24 are
-    head-padded to 32 (hwgen/core/padding.py); the padding channels must stay zero."""
+    head-padded to 32 (hwgen/compiler/padding.py); the padding channels must stay zero."""
     hw = load_config(CONFIGS / "digits16.yaml")
     image = compile_program(load_program(digits16_program), hw)
     assert image.regions["block4.0.attn.sdsa"].index is not None

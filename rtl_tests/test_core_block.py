@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
+from contract.config import load_config
+from contract.program import load_program
 from golden.export import load_traces
 from golden.intsim import IntegerEngine
-from golden.program import load_program
-from hwgen.config import load_config
-from hwgen.core.compiler import compile_program
-from hwgen.core.simulate import check_image
+from hwgen.compiler import compile_program
 from hwgen.sim.core import run_core
+from hwgen.sim.simulate import check_image
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = "block3.0"

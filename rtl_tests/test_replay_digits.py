@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.config import load_config
+from contract.program import load_program
 from golden.export import load_traces
-from golden.program import load_program
-from hwgen.config import load_config
 from hwgen.sim.lif import lif_sim_run
 from hwgen.sim.runner import run_cocotb
 from hwgen.sim.sdsa import sdsa_sim_run

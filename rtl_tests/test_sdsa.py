@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hwgen.config import ConfigError, load_config
+from contract.config import ConfigError, load_config
 from hwgen.lint import lint, write_waivers
 from hwgen.sim.runner import run_cocotb
 from hwgen.sim.sdsa import TEMPLATES, sdsa_sim_run

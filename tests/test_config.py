@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hwgen.config import ConfigError, HwConfig, load_config
+from contract.config import ConfigError, HwConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = yaml.safe_load((REPO / "configs/hw/lif_small.yaml").read_text())

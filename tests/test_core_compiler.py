@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden.program import load_program
-from hwgen.config import ConfigError, HwConfig, load_config
-from hwgen.core.compiler import CoreFitError, Region, compile_program, from_words, to_words
+from contract.config import ConfigError, HwConfig, load_config
+from contract.program import load_program
+from hwgen.compiler import CoreFitError, Region, compile_program, from_words, to_words
 from hwgen.core.isa import Op, instruction_layout, pack
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Head padding (hwgen/core/padding.py): the padded program computes the same integers on the
+"""Head padding (hwgen/compiler/padding.py): the padded program computes the same integers on the
 real channels and zeros on the padding channels, layer by layer, on real images."""
 from pathlib import Path
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from contract.config import load_config
 from golden.intsim import IntegerEngine
-from hwgen.config import load_config
-from hwgen.core.padding import PaddingError, pad_heads
+from hwgen.compiler.padding import PaddingError, pad_heads
 
 REPO = Path(__file__).resolve().parents[1]
 

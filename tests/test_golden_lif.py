@@ -10,9 +10,9 @@ import dataclasses
 import pytest
 import torch
 
+from contract.config import LifConfig
 from golden.lif import lif_integer, thresholds_per_neuron
 from golden.neuron import multistep_lif
-from hwgen.config import LifConfig
 
 CFG = LifConfig(lanes=4, neurons=1024, channels=64, current_width=12, membrane_width=18,
                 frac_bits=6, threshold_width=11, leak_shift=1, reset="hard", max_timesteps=16)

@@ -2,7 +2,14 @@
 import numpy as np
 import pytest
 
-from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_lanes, write_values, write_words
+from hwgen.hexfile import (
+    pack_bits,
+    read_words,
+    unpack_fields,
+    write_lanes,
+    write_values,
+    write_words,
+)
 
 
 @pytest.mark.parametrize("lanes, width", [(1, 1), (3, 7), (4, 12), (16, 28), (2, 62)])

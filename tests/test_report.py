@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from hwgen.report import DPI, FIGSIZE, RunError, add_parser, load_run, run_report, write_report
+from hwgen.report import (
+    DPI,
+    FIGSIZE,
+    RunError,
+    add_parser,
+    load_run,
+    run_report,
+    write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
+from contract.config import load_config
 from golden.digits import PIXEL_LEVELS, load_digits_split
 from golden.export import load_model
 from golden.fold import fold_model
 from golden.intsim import IntegerEngine
 from golden.quantize import quantize
-from hwgen.config import load_config
 from hwgen.sim.runner import REPO_ROOT
 
 CHECKPOINTS = {1: "checkpoints/digits_sdsa3_t1.pth", 4: "checkpoints/digits_sdsa3_t4.pth"}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.config import load_config
+from contract.config import load_config
 from hwgen.layout import ConvGeometry
 from hwgen.sim.accumulator import acc_sim_run, layers_from_program, write_layer_specs
 from hwgen.sim.runner import REPO_ROOT, run_cocotb

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hwgen.config import load_config
-from hwgen.core.simulate import simulate
+from contract.config import load_config
 from hwgen.sim.runner import REPO_ROOT
+from hwgen.sim.simulate import simulate
 
 CONFIG = REPO_ROOT / "configs" / "hw" / "digits.yaml"
 

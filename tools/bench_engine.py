@@ -12,11 +12,11 @@ import time
 
 import torch
 
+from contract.config import load_config
 from golden.export import load_model
 from golden.fold import fold_model
 from golden.intsim import IntegerEngine
 from golden.quantize import quantize
-from hwgen.config import load_config
 from hwgen.sim.runner import REPO_ROOT
 
 

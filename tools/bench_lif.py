@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from hwgen.config import load_config
+from contract.config import load_config
 from hwgen.sim.lif import lif_sim_run
 from hwgen.sim.runner import REPO_ROOT, run_cocotb
 

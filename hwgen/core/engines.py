@@ -19,7 +19,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.config import HwConfig
+from contract.config import HwConfig
 from hwgen.core.isa import address_width, instruction_layout
 from hwgen.units.accumulator import event_layout
 from hwgen.units.bits import lowest_onehot, onehot_index

@@ -1,7 +1,7 @@
 """The core's instruction set: one instruction per program layer (docs/core.md, "Instructions").
 
 An instruction is a flat record whose field widths come from the hardware configuration, so the
-sequencer (``hwgen.core.top``) and the compiler (``hwgen.core.compiler``) read one layout:
+sequencer (``hwgen.core.top``) and the compiler (``hwgen.compiler``) read one layout:
 :func:`instruction_layout` is the only place a field is declared, and :func:`pack` turns a
 field dictionary into the integer the instruction memory holds.
 
@@ -15,10 +15,10 @@ import enum
 
 from amaranth.lib import data
 
-from hwgen.config import HwConfig
+from contract.config import HwConfig
 from hwgen.units.accumulator import descriptor_layout
 
-__all__ = ["Op", "instruction_layout", "pack", "address_width"]
+__all__ = ["Op", "Target", "instruction_layout", "pack", "address_width"]
 
 
 class Op(enum.IntEnum):
@@ -28,6 +28,17 @@ class Op(enum.IntEnum):
     SDSA = 3     # SDSA unit: q, k, v spikes -> attention integers -> int memory
     MASK = 4     # spike AND: v & mask (SDSA-1/2) -> spike memory
     REDUCE = 5   # integer sums: token sum, readout over timesteps -> int memory
+
+
+class Target(enum.IntEnum):
+    """``load.sel``: which memory a load word goes to."""
+    PROGRAM = 0
+    WEIGHTS = 1
+    BIASES = 2
+    THRESHOLDS = 3
+    PIXELS = 4
+    INTS = 5
+    SPIKES = 6
 
 
 def address_width(hw: HwConfig) -> int:

@@ -19,34 +19,29 @@ how a testbench checks each layer's output and counts its cycles without reachin
 """
 from __future__ import annotations
 
-import enum
-
 from amaranth import Module, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.config import HwConfig
-from hwgen.core.engines import (DrainWriter, EventFeeder, LifStreamer, MaskEngine, ReduceEngine, StreamWriter,
-                                TokenGatherer, int_word)
-from hwgen.core.isa import Op, address_width, instruction_layout
+from contract.config import HwConfig
+from hwgen.core.engines import (
+    DrainWriter,
+    EventFeeder,
+    LifStreamer,
+    MaskEngine,
+    ReduceEngine,
+    StreamWriter,
+    TokenGatherer,
+    int_word,
+)
+from hwgen.core.isa import Op, Target, address_width, instruction_layout
 from hwgen.units.accumulator import AccumulatorArray
 from hwgen.units.lif import LifCore
 from hwgen.units.sdsa import SdsaUnit
 
-__all__ = ["Target", "NeuromorphicCore", "load_data_width"]
+__all__ = ["NeuromorphicCore", "load_data_width"]
 
 COUNTER_WIDTH = 40
-
-
-class Target(enum.IntEnum):
-    """``load.sel``: which memory a load word goes to."""
-    PROGRAM = 0
-    WEIGHTS = 1
-    BIASES = 2
-    THRESHOLDS = 3
-    PIXELS = 4
-    INTS = 5
-    SPIKES = 6
 
 
 def load_data_width(hw: HwConfig) -> int:
@@ -81,7 +76,7 @@ def _share_write_port(m: Module, op, busy, memory_port, writers: dict, load_en, 
 
 
 class NeuromorphicCore(wiring.Component):
-    """Runs a compiled program (``hwgen.core.compiler``) on one image per ``start``.
+    """Runs a compiled program (``hwgen.compiler``) on one image per ``start``.
 
     Ports
     -----

@@ -17,11 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.config import AccumulatorConfig, HwConfig
-from hwgen.layout import (ConvGeometry, Descriptor, bias_words, descriptor, fold_slots, unpad_accumulators,
-                          weight_words, x_lanes_suit)
+from contract.config import AccumulatorConfig, HwConfig
+from hwgen.hexfile import pack_bits, read_words, unpack_fields, write_words
+from hwgen.layout import (
+    ConvGeometry,
+    Descriptor,
+    bias_words,
+    descriptor,
+    fold_slots,
+    unpad_accumulators,
+    weight_words,
+    x_lanes_suit,
+)
 from hwgen.sim.harness import FileHarness
-from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 
 __all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "CONFIG_ENV",
@@ -47,7 +55,11 @@ def pack_struct(layout, values: dict) -> int:
 
 def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None, env: dict | None = None) -> SimRun:
     from hwgen.build import emit_verilog
-    from hwgen.units.accumulator import AccumulatorArray, descriptor_layout, event_layout
+    from hwgen.units.accumulator import (
+        AccumulatorArray,
+        descriptor_layout,
+        event_layout,
+    )
 
     cfg = hw.accumulator
     rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
@@ -188,8 +200,8 @@ def layers_from_program(folder: Path, cfg: AccumulatorConfig, image: int = 0):
     integer pixels) for one image: ``(name, geometry, weight, bias, inputs[T, C, H, W], planes,
     traced)`` where ``traced`` is the exported output minus its residual (the unit does not add
     the membrane shortcut), ``[T, C_out, H_out, W_out]``."""
+    from contract.program import load_program
     from golden.export import load_traces
-    from golden.program import load_program
 
     program = load_program(folder)
     traces = load_traces(folder)

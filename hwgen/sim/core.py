@@ -14,9 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-from hwgen.core.compiler import CoreImage, from_words
-from hwgen.core.isa import address_width
-from hwgen.core.top import NeuromorphicCore, Target, load_data_width
+from hwgen.compiler import CoreImage, from_words
+from hwgen.core.isa import Target, address_width
+from hwgen.core.top import NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
 
 __all__ = ["LayerStats", "ImageResult", "CoreSimError", "core_sim_run", "write_script", "parse_log", "run_core"]
@@ -134,7 +134,7 @@ def _tensor(image: CoreImage, pc: int, writes: list[tuple[int, int]], memory: st
     words = np.zeros((r.size, L), dtype=np.int64)
     words[offsets] = _decode([d for _, d in writes], L, width, signed)
     value = from_words(words, r, L)
-    if r.index is not None:   # head padding (hwgen.core.padding): padding channels must stay zero
+    if r.index is not None:   # head padding (hwgen.compiler.padding): padding channels must stay zero
         pads = np.delete(value, r.index, axis=1)
         if pads.any():
             raise CoreSimError(f"instruction {pc} ({name}) wrote {int(np.count_nonzero(pads))} non-zero padding "

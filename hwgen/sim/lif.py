@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.config import HwConfig, LifConfig
+from contract.config import HwConfig, LifConfig
+from hwgen.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.harness import FileHarness
-from hwgen.sim.hexfile import pack_bits, read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 
 __all__ = ["lif_sim_run", "LifHarness", "LifResult", "HARNESS_DEPTH", "CONFIG_ENV"]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.hexfile import read_words, unpack_fields, write_words
 from hwgen.sim.harness import FileHarness
-from hwgen.sim.hexfile import read_words, unpack_fields, write_words
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
 from hwgen.units.sdsa import PERF_COUNTERS, SdsaConfig, input_fields
 

@@ -31,7 +31,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.config import AccumulatorConfig
+from contract.config import AccumulatorConfig
 from hwgen.layout import FOLD_SLOTS
 
 __all__ = ["AccumulatorArray", "descriptor_layout", "event_layout"]

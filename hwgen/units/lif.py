@@ -12,7 +12,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.config import LifConfig
+from contract.config import LifConfig
 
 __all__ = ["LifCore", "lif_output_layout"]
 

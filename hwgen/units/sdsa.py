@@ -25,7 +25,7 @@ from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.config import SdsaConfig
+from contract.config import SdsaConfig
 from hwgen.units.bits import lowest_onehot, onehot_index
 
 __all__ = ["SdsaConfig", "SdsaUnit", "sdsa_input_layout", "sdsa_output_layout", "input_fields",

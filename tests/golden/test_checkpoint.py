@@ -19,8 +19,6 @@ from golden.checkpoint import (
 from golden.model import MetaSpikeFormer, metaspikeformer_tiny, randomize_statistics
 
 
-
-
 def _model(seed: int, **kwargs) -> MetaSpikeFormer:
     torch.manual_seed(seed)
     model = metaspikeformer_tiny(T=2, **kwargs)

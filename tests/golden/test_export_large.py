@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.program import load_program
 from golden.export import load_traces, replay
-from golden.program import load_program
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,6 @@ from golden.model import RepConv, SepConv, metaspikeformer_tiny, randomize_stati
 from golden.neuron import iter_lif_nodes, set_record
 
 
-
-
 def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest difference relative to the reference's largest magnitude."""
     return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()

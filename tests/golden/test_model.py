@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from golden.model import (
-    randomize_statistics,
     MODEL_REGISTRY,
     MetaSpikeFormer,
     MSAttention,
@@ -20,6 +19,7 @@ from golden.model import (
     list_models,
     metaspikeformer_55m,
     metaspikeformer_tiny,
+    randomize_statistics,
 )
 from golden.neuron import (
     LearnableThresholdLIFNode,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from contract.config import load_config
+from contract.program import load_program
 from golden.export import export_program, load_model, load_traces, replay
 from golden.fold import fold_model
 from golden.intsim import IntegerEngine
-from golden.program import load_program
 from golden.quantize import QuantizationError, quantize, signed_bits
-from hwgen.config import load_config
 
 HW = load_config("configs/hw/digits.yaml")
 SHAPE = [1, 32, 32]
@@ -111,29 +111,6 @@ def test_export_replays_layer_by_layer(tmp_path, program, images):
     assert problems and problems[0].startswith(f"{name}.membrane: at {{'timestep': 0, 'image': 0, 'channel': 0, 'y': 0, 'x': 0}}")
 
 
-def test_memories_match_the_map(tmp_path, program):
-    import json
-
-    from hwgen.layout import weight_words
-    from hwgen.sim.hexfile import read_words, unpack_fields
-
-    out = export_program(program, tmp_path / "prog", log=lambda m: None)
-    mems = json.loads((out / "memories" / "memory_map.json").read_text())
-    for name, mem in mems.items():
-        lines = (out / "memories" / f"{name}.hex").read_text().splitlines()
-        assert len(lines) == mem["words"] and mem["fits"]
-        assert all(len(line) == (mem["lanes"] * mem["width"] + 3) // 4 for line in lines[:100])
-    # a conv's weights sit at its offset in the accumulator array's word layout
-    layer = [layer for layer in load_program(out).layers if layer.kind == "conv"][2]
-    lanes, width = mems["weights"]["lanes"], mems["weights"]["width"]
-    words = unpack_fields(read_words(out / "memories" / "weights.hex", lanes * width), lanes, width, signed=True)
-    expect = weight_words(program.array(layer, "weight"), layer.attrs["groups"], lanes,
-                          fold=layer.attrs["acc_descriptor"]["fold_slots"])
-    off = layer.attrs["weight_offset"]
-    assert np.array_equal(words[off:off + len(expect)], expect)
-    assert layer.attrs["acc_descriptor"]["w_offset"] == off
-
-
 def test_too_narrow_hardware_is_reported_per_layer(folded):
     narrow = dataclasses.replace(HW, accumulator=dataclasses.replace(HW.accumulator, accumulator_width=12, bias_width=12))
     with pytest.raises(QuantizationError) as info:
@@ -170,17 +147,6 @@ def test_mse_clipping_never_increases_weight_error():
         assert np.all(err(searched) <= err(plain) + 1e-12)
         if bits == 4:
             assert err(searched).sum() < 0.9 * err(plain).sum()
-
-
-def test_program_too_big_for_memories_is_refused(tmp_path, program):
-    import copy
-
-    from golden.export import MemoryFitError
-    small = copy.deepcopy(program)
-    small.header["hw"]["accumulator"]["weight_depth"] = 1000
-    with pytest.raises(MemoryFitError, match=r"weights memory: the program needs \d+ words, the hardware has 1000"):
-        export_program(small, tmp_path / "prog", log=lambda m: None)
-    assert not (tmp_path / "prog").exists()
 
 
 def test_random_init_is_reproducible():

@@ -1,6 +1,6 @@
 """Program -> core image: instructions, tensor placement and memory contents (docs/core.md).
 
-The compiler turns each layer of an exported program (``golden.program``) into one instruction
+The compiler turns each layer of an exported program (``contract.program``) into one instruction
 (``hwgen.core.isa``), places every tensor in the int or spike memory (first fit, a tensor's
 words freed after its last reader) and refuses, naming the layer, the memory and the shortfall,
 a program that the configured core cannot hold. The result also says where every layer's output
@@ -8,17 +8,16 @@ lives, which is how a testbench turns the core's write log back into golden-shap
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden.program import INPUT, Layer, Program
-from hwgen.config import HwConfig
-from hwgen.core.isa import Op, instruction_layout, pack
-from hwgen.core.padding import pad_heads
-from hwgen.core.top import Target
+from contract.config import HwConfig
+from contract.program import INPUT, Layer, Program
+from hwgen.compiler.padding import pad_heads
+from hwgen.compiler.placement import ParameterPlacement, place_parameters
+from hwgen.core.isa import Op, Target, instruction_layout, pack
 
 __all__ = ["CoreFitError", "Region", "CoreImage", "compile_program"]
 
@@ -92,6 +91,7 @@ class CoreImage:
     outputs: list[str]                  # per instruction: the tensor it writes
     preloaded: list[str] = field(default_factory=list)   # tensors the host writes before a run
     peak: dict[str, int] = field(default_factory=dict)
+    placement: ParameterPlacement | None = None           # weights, biases, thresholds
 
     @property
     def lanes(self) -> int:
@@ -103,17 +103,10 @@ class CoreImage:
 
     def static_loads(self) -> list[tuple[Target, int, int]]:
         """(memory, address, word) for the program, weights, biases and thresholds."""
-        from golden.export import memory_images
-
-        hw = self.hw
         loads = [(Target.PROGRAM, a, w) for a, w in enumerate(self.instruction_words())]
-        images = memory_images(self.program)
-        widths = {"weights": hw.accumulator.weight_width, "biases": hw.accumulator.bias_width,
-                  "thresholds": hw.lif.threshold_width}
         targets = {"weights": Target.WEIGHTS, "biases": Target.BIASES, "thresholds": Target.THRESHOLDS}
-        for name, (_, parts) in images.items():
-            if parts:
-                loads += [(targets[name], a, w) for a, w in enumerate(pack_lanes(np.concatenate(parts), widths[name]))]
+        for name, words in self.placement.images.items():
+            loads += [(targets[name], a, w) for a, w in enumerate(pack_lanes(words, self.placement.width(name)))]
         return loads
 
     def pixel_loads(self, pixels: np.ndarray) -> list[tuple[Target, int, int]]:
@@ -171,19 +164,6 @@ def _same_section(program: Program, hw: HwConfig, section: str, keys=None) -> No
                                f"{want.get(key)!r} ({hw.source}); quantize again with this configuration")
 
 
-def _check_parameter_memories(program: Program, hw: HwConfig) -> None:
-    from golden.export import memory_images
-
-    depths = {"weights": ("accumulator.weight_depth", hw.accumulator.weight_depth),
-              "biases": ("accumulator.bias_depth", hw.accumulator.bias_depth),
-              "thresholds": ("lif.threshold_depth", hw.lif.threshold_depth)}
-    for name, (words, _) in memory_images(program).items():
-        key, depth = depths[name]
-        if words > depth:
-            raise CoreFitError(f"the {name} memory: the program needs {words} words, the core has {depth}: "
-                               f"{words - depth} words short ({key})")
-
-
 def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = None) -> CoreImage:
     """Compile ``program`` (or the ``layers`` slice of it: tensors it reads from earlier layers
     become preloaded inputs) for the core described by ``hw``."""
@@ -194,18 +174,19 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
                                        "leak_shift", "reset"])
     _same_section(program, hw, "accumulator", ["lanes", "weight_width", "accumulator_width", "bias_width",
                                                "input_bits"])
-    from golden.export import memory_images
-
     L, T = hw.lif.lanes, program.T
     acc, lif, sdsa = hw.accumulator, hw.lif, hw.sdsa
     program, channel_maps = pad_heads(program, L, (1 << lif.threshold_width) - 1)
     by_name = {l.name: l for l in program.layers}
     if layers is not None:
-        # a slice gets its own weight, bias and threshold memories: re-place them from offset 0
-        program = Program(program.header, [copy.deepcopy(l) for l in program.layers[layers]], program.arrays)
-        memory_images(program)
+        # a slice gets its own weight, bias and threshold memories: placed from offset 0
+        program = Program(program.header, list(program.layers[layers]), program.arrays)
+    # placed for the core's configuration (its capacities, the program header's semantics)
+    placement = place_parameters(Program({**program.header, "hw": hw.to_dict()}, program.layers, program.arrays))
+    for line in placement.shortfalls():
+        raise CoreFitError(line.replace("the hardware has", "the core has"))
+    placed = placement.layers
     todo = list(program.layers)
-    _check_parameter_memories(program, hw)
     if len(todo) + 1 > hw.core.program_depth:
         raise CoreFitError(f"program: {len(todo)} layers + END need {len(todo) + 1} instructions, the core holds "
                            f"{hw.core.program_depth}: {len(todo) + 1 - hw.core.program_depth} short (core.program_depth)")
@@ -251,7 +232,7 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
         a, kind = layer.attrs, layer.kind
         out_shape = tuple(layer.shape)
         if kind in ("conv", "linear"):
-            d = a["acc_descriptor"]
+            d = placed[layer.name].descriptor
             if kind == "conv":
                 c_in, h, w = a["in_shape"]
                 pixels = a["input"] == "pixels"
@@ -288,10 +269,10 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
             beats = src.step
             need(beats <= lif.beats, layer, f"{beats * L} neurons, the LIF core holds {lif.neurons} (lif.neurons)")
             # channels past C in the last word of a position: zero currents, the largest
-            # threshold (golden.export pads them), so they never fire and stay zero downstream
+            # threshold (hwgen.compiler.placement pads them), so they never fire and stay zero downstream
             out = place(layer.name, "spikes", src.positions, channels, out_shape)
             fields = dict(op=Op.LIF, timesteps=T, a_base=src.base, dst_base=out.base, beats=beats,
-                          count=T * beats, thr_base=a["threshold_offset"], thr_rows=src.words,
+                          count=T * beats, thr_base=placed[layer.name].threshold_offset, thr_rows=src.words,
                           input_shift=a["input_shift"])
         elif kind == "sdsa":
             q, k, v = (tensor(a[f], layer) if a.get(f) else None for f in ("q", "k", "v"))
@@ -332,4 +313,4 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
                 r = regions[n]
                 mems[r.memory].release(r.base, r.size)
     return CoreImage(hw, program, instructions, regions, list(todo), outputs, preloaded,
-                     {name: alloc.peak for name, alloc in mems.items()})
+                     {name: alloc.peak for name, alloc in mems.items()}, placement)

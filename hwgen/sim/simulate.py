@@ -26,11 +26,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from contract.compare import first_mismatch
+from contract.config import HwConfig
+from contract.program import Program
 from golden.intsim import IntegerEngine
-from golden.program import Program
-from hwgen.config import HwConfig
-from hwgen.core.compiler import CoreImage, compile_program
-from hwgen.sim.compare import first_mismatch
+from hwgen.compiler import CoreImage, compile_program
 from hwgen.sim.core import ImageResult, run_core
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "load_images", "layer_table", "simulate"]
@@ -141,7 +141,7 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, images: int, out: str | P
              progress: Callable[[int], None] | None = None) -> dict:
     """Simulate ``images`` images, check every layer, write ``run.json`` and the report into
     ``out``; returns the run dictionary. Raises MismatchError on the first difference."""
-    from golden.program import load_program
+    from contract.program import load_program
     from hwgen.report import write_report
 
     program_dir, out = Path(program_dir), Path(out)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hwgen.fsutil import atomic_output_dir
+from contract.fsutil import atomic_output_dir
 
 __all__ = ["FORMAT", "VERSION", "KINDS", "Layer", "Program", "save_program", "load_program", "ProgramError"]
 

@@ -22,7 +22,7 @@ import copy
 
 import numpy as np
 
-from golden.program import Program
+from contract.program import Program
 
 __all__ = ["PaddingError", "pad_heads"]
 

@@ -1,0 +1,226 @@
+"""The quantizer and the core compiler write the same bytes as before they were split into passes
+and per-kind registries (issue #12).
+
+Each case quantizes a model for a hardware configuration and hashes what ``hwgen quantize``
+writes: ``program.json`` byte for byte and ``arrays.npz`` by content (every array's name, in
+order, dtype, shape and bytes: the zip container itself holds timestamps). Where the
+configuration describes a core, the compiled core image (instruction words, parameter and
+tensor placement) is hashed too, or the refusal's message when the core cannot run it.
+
+The stored digests were computed from the code of commit 99ac307 (one 254-line ``quantize()``,
+``if kind == ...`` chains in the engine and the compiler), before any of it was changed:
+``.venv/bin/python -m tests.golden.test_quantize_digest`` prints them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contract.config import load_config
+from contract.program import Program, write_program_files
+from golden.export import load_model
+from golden.fold import fold_model
+from golden.quantize import QuantizationError, calibrate, quantize
+from hwgen.compiler import CoreFitError, compile_program
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPE = [1, 32, 32]
+
+
+def _digits_calibration(folded):
+    from golden.digits import load_digits_split
+    x_train, _, _, _ = load_digits_split(size=32)
+    return calibrate(folded, [x_train[i:i + 64] for i in range(0, 256, 64)])
+
+
+def _checkpoint(name: str, config: str, **options):
+    """What `hwgen quantize checkpoints/NAME --hw configs/hw/CONFIG.yaml` quantizes."""
+    def build():
+        from golden.digits import PIXEL_LEVELS
+        folded = fold_model(load_model(REPO / "checkpoints" / name))
+        return folded, config, dict(input_scale=1.0 / PIXEL_LEVELS, calibration=_digits_calibration(folded),
+                                    model_name=f"checkpoints/{name}", **options)
+    return build
+
+
+def _random(config: str, *, seed: int = 3, signed_input: bool = False, weight_bits: int = 8, **model_kwargs):
+    """A random-init metaspikeformer_tiny (BN shifts raised so that most layers fire)."""
+    def build():
+        model = load_model(None, model_name="metaspikeformer_tiny", random_init=seed, **model_kwargs)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.bias.data.uniform_(0.3, 1.2)
+        folded = fold_model(model)
+        gen = torch.Generator().manual_seed(0)
+        lo = -1.0 if signed_input else 0.0
+        calib = calibrate(folded, [lo + torch.rand(2, *SHAPE, generator=gen) for _ in range(2)])
+        options = dict(calibration=calib) if signed_input else dict(input_scale=1 / 16)
+        return folded, config, dict(model_name="metaspikeformer_tiny", weight_bits=weight_bits, **options)
+    return build
+
+
+CASES = {
+    "digits_sdsa3_t1": _checkpoint("digits_sdsa3_t1.pth", "digits"),
+    "digits_sdsa3_t4": _checkpoint("digits_sdsa3_t4.pth", "digits"),
+    "digits_sdsa1_t1": _checkpoint("digits_sdsa1_t1.pth", "digits_sdsa1"),
+    "digits16_sdsa3_t1": _checkpoint("digits_sdsa3_t1.pth", "digits16"),
+    "digits_sdsa3_t4_w4": _checkpoint("digits_sdsa3_t4.pth", "digits", weight_bits=4),
+    "tiny_t4": _random("digits", T=4),
+    "tiny_sdsa2_kd": _random("digits", T=2, sdsa_variant=2, kd=True),
+    "tiny_sdsa4_signed": _random("digits", seed=5, T=2, sdsa_variant=4, signed_input=True),
+    "tiny_w6_mse": _random("digits16", seed=7, T=1, weight_bits=6),
+    "tiny_sdsa2_core": _random("digits@sdsa2", seed=11, T=2, sdsa_variant=2, num_heads=2),
+    # refusals: the QuantizationError's text is hashed
+    "tiny_t4_narrow": _random("digits@acc12", T=4),
+    "tiny_t4_current14": _random("digits@cur14", T=4),
+    "digits_sdsa3_t4_th6": _checkpoint("digits_sdsa3_t4.pth", "digits@th6"),
+}
+
+
+def _config(spec: str):
+    """``NAME``: configs/hw/NAME.yaml; ``NAME@sdsaV`` with an SDSA-V unit, ``NAME@accW`` with
+    W-bit accumulators and biases, ``NAME@thW`` with W-bit thresholds, ``NAME@curW`` with W-bit
+    LIF currents."""
+    name, _, change = spec.partition("@")
+    hw = load_config(REPO / "configs" / "hw" / f"{name}.yaml")
+    if change.startswith("sdsa"):
+        hw = dataclasses.replace(hw, sdsa=dataclasses.replace(hw.sdsa, variant=int(change[4:])))
+    elif change.startswith("acc"):
+        w = int(change[3:])
+        hw = dataclasses.replace(hw, accumulator=dataclasses.replace(hw.accumulator, accumulator_width=w, bias_width=w))
+    elif change.startswith("cur"):
+        hw = dataclasses.replace(hw, lif=dataclasses.replace(hw.lif, current_width=int(change[3:])))
+    elif change.startswith("th"):
+        hw = dataclasses.replace(hw, lif=dataclasses.replace(hw.lif, threshold_width=int(change[2:])))
+    return hw
+
+
+def array_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def program_digest(program: Program) -> dict[str, str]:
+    """sha256 of ``program.json`` and of ``arrays.npz``'s contents, as written to disk."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_program_files(program, Path(tmp))
+        text = (Path(tmp) / "program.json").read_bytes()
+        with np.load(Path(tmp) / "arrays.npz") as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    return {"program.json": hashlib.sha256(text).hexdigest(), "arrays.npz": array_digest(arrays)}
+
+
+def image_digest(program: Program, hw) -> str:
+    """sha256 of the compiled core image (or of the compiler's refusal)."""
+    try:
+        image = compile_program(program, hw)
+    except CoreFitError as e:
+        return "refused: " + hashlib.sha256(str(e).encode()).hexdigest()
+    regions = {name: [r.memory, r.base, r.timesteps, r.positions, r.words, r.channels, list(r.shape),
+                      None if r.index is None else r.index.tolist()] for name, r in image.regions.items()}
+    doc = dict(words=[hex(w) for w in image.instruction_words()],
+               loads=[[int(t), a, hex(w)] for t, a, w in image.static_loads()],
+               regions=regions, outputs=image.outputs, preloaded=image.preloaded, peak=image.peak,
+               layers=[layer.name for layer in image.layers])
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def case_digest(case: str) -> dict[str, str]:
+    folded, config, options = CASES[case]()
+    hw = _config(config)
+    try:
+        program = quantize(folded, hw, input_shape=SHAPE, **options)
+    except QuantizationError as e:
+        return {"refused": hashlib.sha256(str(e).encode()).hexdigest()}
+    out = program_digest(program)
+    if hw.core is not None:
+        out["core image"] = image_digest(program, hw)
+    return out
+
+
+# computed from commit 99ac307, before the quantizer, the engine or the compiler were changed
+EXPECTED: dict[str, dict[str, str]] = {
+    'digits16_sdsa3_t1': {
+        'program.json': '83dbb02297abb25a082f81f710db19e5ada173173abeb283c0dd6424c689eff3',
+        'arrays.npz': '3abb8417f361416c22d9ecd3760bc549747b80265f84e6ee515945c397d8b761',
+        'core image': 'caccb3acfdacefdd90faecfecfaae76bba87a06b55149d140be6a5ffdad9e85e',
+    },
+    'digits_sdsa1_t1': {
+        'program.json': '5afba2298bde4e0cee610149d04f82f12dacc1a8664be7e875707890ebfad879',
+        'arrays.npz': 'bd101623362b901fca4071ed9e2a71d07dc9e08137eb428c2bd6da7350876386',
+        'core image': 'c9a103d8a821f76cc573c433ce1044b70c4374c186a783544ea47c6edc12502e',
+    },
+    'digits_sdsa3_t1': {
+        'program.json': '1b9e1355672799ccedef61fc5d683485833af9ab78e45a25207d5d93dc5a4370',
+        'arrays.npz': '3abb8417f361416c22d9ecd3760bc549747b80265f84e6ee515945c397d8b761',
+        'core image': '1e50416427e6baa3d15e9adc037019c1e8d26c6041d1284b03f0c68ba8f507ee',
+    },
+    'digits_sdsa3_t4': {
+        'program.json': '3fead82712e3d37c186b8a38dd4ee979743d21f71685665515ae81a5e197fba4',
+        'arrays.npz': '4267a5731bb94660b4f5dd366d03c95b422f3d4d2e0fe672f7636c8ad6a0e487',
+        'core image': 'fed2ee0fbf0fa4020be456bea315c7c2c5e8d3b8ba8953fb669b2b734be7805b',
+    },
+    'digits_sdsa3_t4_th6': {
+        'program.json': '3257d4dd01f81e619485523f3740bea970092ec251f6461f2255f1946495c53f',
+        'arrays.npz': 'df774461bf09d77f89c0972f9de53e35a120535b4c1084fb0030953df9ec88ee',
+        'core image': '02d593a0865ecd5ec1c73baa750eb4b69af047007c15115d45e601e483cba5f5',
+    },
+    'digits_sdsa3_t4_w4': {
+        'program.json': 'c7956f972c6e1a820890b1f31ca031485c526cba4763afeeadbb6da961893b75',
+        'arrays.npz': 'f21af3c6c8f23856ccce972f2b25d2ea7ca20be1eca86ab80e326be5c2bea68d',
+        'core image': '4adc5448df2679d9e6bcf837e4a191bf10097be7ce355d7c98bcc6f144b3a45d',
+    },
+    'tiny_sdsa2_core': {
+        'program.json': '57b61c0699776a33dd4d6bf59e1efadc78ce5cf2314f19cce075bd9673d6a5f0',
+        'arrays.npz': '1bbf3e2fa196152a2341849b20c68bfa3f0287e18ce6b0ca43b5bc959cc03acb',
+        'core image': 'bf53e9927bd72927d9072e41f3eb4056373319d650d4c5c14d8dfbe9bc97e774',
+    },
+    'tiny_sdsa2_kd': {
+        'program.json': 'e986c1349ea3e671031215e5dfd883ea95ddaf0ff4f6ec2a9436a5b4929dad14',
+        'arrays.npz': '98257e009d8e24b6396102ecf9d38966d48fed2e943915b08d0c39cdf9e8cc7e',
+        'core image': 'refused: 26920a1487d56484eadc5332505874fcad833873f325c88eb57fbe772a9fc1ac',
+    },
+    'tiny_sdsa4_signed': {
+        'program.json': '1d04c3c8f79e3ac935827f65cb2cd3a60db135ce6105782af9934e2bb241912e',
+        'arrays.npz': '012e260a865696cbe444db055ce9363413ce1eb96307b54dd5f2eab22347c7a7',
+        'core image': 'refused: f80c34dae0c08de05f7b2e18816fac612d48121a275f07be99ea7b69f4878c53',
+    },
+    'tiny_t4': {
+        'program.json': '00b688ab34a6d1abe2fe3312f73d7b54c23419d500e5428579839f97827e8219',
+        'arrays.npz': '80025618dae4c3e16067cd1d73e38fa26f96a0661d6e18884f8d77c33d6a378e',
+        'core image': 'refused: 4a366f18a2c3c2854fa5966b92072e15b21d7891cdc8a3c2fd2f291f16e5a330',
+    },
+    'tiny_t4_current14': {
+        'refused': '4a976cc5e9dd6cbde0314e20cd246171e257040fab6da6477af4183e70d89baf',
+    },
+    'tiny_t4_narrow': {
+        'refused': '5e131070f3afc7cab896e65e05ea1b08b26213c3114bc6a8f7c22e1d7692630e',
+    },
+    'tiny_w6_mse': {
+        'program.json': 'b5ed2981f98db60564c7b0bd98e1ad864f93f7920b8673714b40b289ad596c26',
+        'arrays.npz': 'b56e4a9b2d88199fa75058f9be86aca13cc1bc10809ad6d0124da2f3a5187b57',
+        'core image': 'refused: 32ba800f8fd94481d2083e9e67ed5544b991fede641a805d3b1e98d434930603',
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_program_bytes_unchanged(case):
+    assert case_digest(case) == EXPECTED[case]
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for case in sorted(CASES):
+        print(f"    {case!r}: {case_digest(case)!r},")

@@ -12,7 +12,8 @@ Accepted formats (detected in this order):
 A ``module.`` prefix (DistributedDataParallel) on every key is stripped too. The key names of the
 reference code are the names of :class:`golden.model.MetaSpikeFormer`, so no other renaming is
 needed. Anything that does not match the model exactly (missing keys, unexpected keys, wrong
-shapes) raises :class:`CheckpointError` listing them: there is never a silent partial load.
+shapes) raises :class:`CheckpointError` listing them: there is never a silent partial load. So does
+a NaN or infinite value in any weight or BatchNorm statistic, naming the tensor and where.
 
 ``torch.load`` runs with ``weights_only=True`` and an allowlist holding ``argparse.Namespace``
 (the reference pickles its ``args``), which PyTorch >= 2.6 needs. A checkpoint that pickles other
@@ -37,6 +38,7 @@ __all__ = [
     "CheckpointInfo",
     "read_checkpoint",
     "checkpoint_filter_fn",
+    "check_finite",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -176,6 +178,24 @@ def _check_against(state: Mapping[str, Tensor], model: nn.Module) -> None:
     raise CheckpointError("\n".join(lines), missing=missing, unexpected=unexpected, mismatched=mismatched)
 
 
+def check_finite(state: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming every tensor with a NaN or an infinity (weights and
+    BatchNorm statistics alike), with counts and the first bad index."""
+    bad = []
+    for key, t in state.items():
+        if not (isinstance(t, Tensor) and t.is_floating_point()):
+            continue
+        finite = torch.isfinite(t)
+        if bool(finite.all()):
+            continue
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        first = tuple(int(i) for i in (~finite).nonzero()[0]) if t.dim() else ()
+        bad.append(f"{key}: {nan} NaN, {inf} infinite value(s) of {t.numel()}, first at index {list(first)}")
+    if bad:
+        more = f"\n  ... ({len(bad) - _SHOW} more tensors)" if len(bad) > _SHOW else ""
+        raise CheckpointError(f"{source} has non-finite values:\n  " + "\n  ".join(bad[:_SHOW]) + more)
+
+
 def checkpoint_filter_fn(obj: object, model: nn.Module | None = None) -> dict[str, Tensor]:
     """Turn a loaded checkpoint (any accepted format) into a state dict for ``model``.
 
@@ -213,6 +233,7 @@ def load_checkpoint(path_or_obj: str | os.PathLike | Mapping, model: nn.Module, 
     fmt, raw, meta = _unwrap(obj)
     state, ignored = _strip(raw)
     _check_against(state, model)
+    check_finite(state, "checkpoint" if isinstance(path_or_obj, Mapping) else str(path_or_obj))
     model.load_state_dict(state, strict=True)
     args = meta.get("args")
     return CheckpointInfo(

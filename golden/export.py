@@ -26,37 +26,50 @@ from golden.intsim import IntegerEngine
 __all__ = ["load_model", "export_program", "replay", "load_traces"]
 
 
-def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, random_init: int | None = None,
-               **model_kwargs):
-    """Build the float model and load the checkpoint into it (``random_init``: a seed instead).
+def build_model(checkpoint: str | Path | None, *, model_name: str | None = None,
+                overrides: dict | None = None, random_init: int | None = None):
+    """Build the float model a checkpoint holds and load its weights (``random_init``: a seed for
+    random weights and BatchNorm statistics instead of a checkpoint).
 
-    The model comes from ``model_name`` (registry or reference name) when given, otherwise from
-    the checkpoint's ``args`` (the builder arguments saved by tools/train_digits.py, or the
-    reference scripts' ``args.model``)."""
-    from golden.checkpoint import load_checkpoint, read_checkpoint
-    from golden.model import create_model
+    The constructor arguments come from :func:`golden.model_args.resolve`: the registered name's
+    defaults, the weights' shapes, the checkpoint's ``args`` and ``overrides`` (CLI), in that
+    precedence. Returns ``(model in eval mode, ModelSpec)``.
+
+    Raises:
+        CheckpointError: unreadable file, keys or shapes that do not match, non-finite values.
+        ModelArgError: no model can be named, or an argument has the wrong type.
+    """
+    from golden.checkpoint import _strip, _unwrap, load_checkpoint, read_checkpoint
+    from golden.model import randomize_statistics
+    from golden.model_args import resolve
 
     if random_init is not None:
         torch.manual_seed(random_init)   # before the model is built: its initial weights are the random ones
-    args = None
+    args, state, source = None, None, "--random-init"
+    obj = None
     if checkpoint is not None:
-        obj = read_checkpoint(checkpoint)
-        args = obj.get("args") if isinstance(obj, dict) else None
-    if model_name is not None:
-        model = create_model(model_name, **model_kwargs)
-    elif args is not None and hasattr(args, "embed_dim"):
-        from golden.digits import build_model_from_args
-        model = build_model_from_args(args)
-    elif args is not None and getattr(args, "model", None):
-        model = create_model(args.model, **model_kwargs)
-    else:
-        raise ValueError(f"{checkpoint}: no model name given (--model) and the checkpoint has no 'args' to build one")
+        obj = read_checkpoint(checkpoint, trusted=True)
+        _, raw, meta = _unwrap(obj)
+        state, _ = _strip(raw)
+        args, source = meta.get("args"), str(checkpoint)
+    spec = resolve(model_name=model_name, args=args, state=state, overrides=overrides, source=source)
+    try:
+        model = spec.build()
+    except (TypeError, ValueError) as e:
+        from golden.model_args import ModelArgError
+        raise ModelArgError(f"{source}: cannot build {spec.describe()}: {e}") from None
     if random_init is not None:
-        from golden.model import randomize_statistics
         randomize_statistics(model, random_init)  # non-trivial eval statistics, so folding matters
     else:
-        load_checkpoint(checkpoint, model, trusted=True)
-    return model.eval()
+        load_checkpoint(obj, model)
+    return model.eval(), spec
+
+
+def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, random_init: int | None = None,
+               **model_kwargs):
+    """The float model of a checkpoint (or ``random_init``), ``model_kwargs`` overriding its
+    constructor arguments: :func:`build_model` without the spec."""
+    return build_model(checkpoint, model_name=model_name, overrides=model_kwargs, random_init=random_init)[0]
 
 
 def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -72,26 +85,29 @@ def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def export_program(program: Program, out: str | Path, *, images: torch.Tensor | None = None,
-                   labels: torch.Tensor | None = None, float_logits: torch.Tensor | None = None,
-                   force: bool = False, log=print, extra: Callable[[Path], None] | None = None) -> Path:
-    """Write the program folder; with ``images``, also run the engine and write traces.
-    ``extra(folder)`` writes more into the folder before it is renamed into place (an exception
-    there leaves nothing written)."""
+                   pixels: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                   float_logits: torch.Tensor | None = None, force: bool = False, log=print,
+                   extra: Callable[[Path], None] | None = None) -> Path:
+    """Write the program folder; with sample ``pixels`` (the integer input ``[B, C, H, W]``), or
+    float ``images`` that the program's input encoding turns into pixels, also run the engine and
+    write traces. ``extra(folder)`` writes more into the folder before it is renamed into place (an
+    exception there leaves nothing written)."""
     out = Path(out)
     with atomic_output_dir(out, force=force) as tmp:
         if extra is not None:
             extra(tmp)
         write_program_files(program, tmp)
-        if images is not None:
+        if images is not None or pixels is not None:
             engine = IntegerEngine(program)
-            env = engine.run(engine.encode(images))
+            pixels = engine.encode(images) if pixels is None else pixels.to(torch.int64)
+            env = engine.run(pixels)
             arrays = _trace_arrays(env)
             if labels is not None:
                 arrays["labels"] = labels.numpy().astype(np.int64)
             if float_logits is not None:
                 arrays["float_logits"] = float_logits.numpy()
             np.savez_compressed(tmp / "traces.npz", **arrays)
-            log(f"traces: {len(images)} sample(s), {len(arrays)} tensors")
+            log(f"traces: {len(pixels)} sample(s), {len(arrays)} tensors")
     return out
 
 

@@ -270,13 +270,19 @@ class ConvStep(Step):
 
     def __init__(self, name: str, src: str, weight: Tensor, bias: Tensor, *, stride: int = 1,
                  padding: int = 0, groups: int = 1, residual: str | None = None,
-                 sources: Sequence[str] = ()):
+                 sources: Sequence[str] = (), border: Tensor | None = None):
         super().__init__(name, (src,) if residual is None else (src, residual), sources)
         if weight.dim() != 4 or bias.shape != (weight.shape[0],):
             raise ValueError(f"{name}: weight must be [O, I, k, k] and bias [O], "
                              f"not {tuple(weight.shape)} and {tuple(bias.shape)}")
+        if border is not None and (border.dim() != 3 or border.shape[0] != weight.shape[0]):
+            raise ValueError(f"{name}: border must be [O, H_out, W_out], not {tuple(border.shape)}")
         self.register_buffer("weight", weight.detach().clone())
         self.register_buffer("bias", bias.detach().clone())
+        #: added to every output at its position on top of ``bias`` (``None``: nothing): the
+        #: encoding conv's correction at the image borders when the input normalization's offset
+        #: is folded into it (:func:`golden.encoding.fold_input_normalization`)
+        self.register_buffer("border", None if border is None else border.detach().clone())
         self.src = src
         self.residual = residual
         self.stride = int(stride)
@@ -303,6 +309,8 @@ class ConvStep(Step):
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         t, b = x.shape[:2]
         y = F.conv2d(x.flatten(0, 1), self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+        if self.border is not None:
+            y = y + self.border
         y = y.reshape(t, b, *y.shape[1:])
         return y if residual is None else y + residual
 

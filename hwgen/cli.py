@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from contract.config import ConfigError, load_config
+from hwgen.inputs import add_image_options, add_preprocessing_options
 
 EXIT_FAIL, EXIT_USAGE = 1, 2
 
@@ -49,69 +50,109 @@ def _cmd_build(args) -> int:
     return 0
 
 
+def _fail(command: str, message, code: int = EXIT_USAGE) -> int:
+    print(f"hwgen {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _cmd_quantize(args) -> int:
     import torch
 
     from contract.fsutil import OutputExists
     from golden.checkpoint import CheckpointError
-    from golden.export import export_program, load_model
+    from golden.encoding import fold_input_normalization
+    from golden.evaluate import evaluate
+    from golden.export import build_model, export_program
     from golden.fold import fold_model
-    from golden.quantize import QuantizationError, calibrate, quantize
+    from golden.images import ImageError
+    from golden.model_args import ModelArgError, parse_model_args
+    from golden.quantize import QuantizationError, quantize
     from hwgen.compiler.placement import MemoryFitError, write_memory_images
+    from hwgen.inputs import image_source, preprocessing_for_model
 
     hw = load_config(args.hw)
     if args.checkpoint is None and args.random_init is None:
-        print("hwgen quantize: give a CHECKPOINT, or --model NAME --random-init SEED", file=sys.stderr)
-        return EXIT_USAGE
-    kwargs = {}
-    if args.img_size:
-        kwargs.update(img_size_h=args.img_size, img_size_w=args.img_size)
-    if args.T:
-        kwargs["T"] = args.T
+        return _fail("quantize", "give a CHECKPOINT, or --model NAME --random-init SEED")
     try:
-        model = load_model(args.checkpoint, model_name=args.model, random_init=args.random_init, **kwargs)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"hwgen quantize: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.T:
-        model.T = args.T
+        overrides = parse_model_args(args.model_arg)
+        if args.img_size:
+            overrides.update(img_size_h=args.img_size, img_size_w=args.img_size)
+        if args.T:
+            overrides["T"] = args.T
+        model, spec = build_model(args.checkpoint, model_name=args.model, overrides=overrides,
+                                  random_init=args.random_init)
+    except (CheckpointError, ModelArgError, KeyError, ValueError) as e:
+        return _fail("quantize", e.args[0] if isinstance(e, KeyError) else e)
     cfg = model.config
+    print(f"model: {spec.describe()}")
+    try:
+        pre = preprocessing_for_model(cfg, args)
+        default = "digits:train" if pre.kind == "digits" else "random"
+        spec_images = args.images or default
+        source = image_source(spec_images, pre, args)
+        n = max(args.calib, args.samples)
+        if len(source) < n:
+            raise ImageError(f"{source.name}: --calib {args.calib} / --samples {args.samples} need {n} images, "
+                             f"the source has {len(source)}")
+        calib = source.select(0, args.calib) if args.calib else None
+        pixels, labels = source.load(0, args.samples)
+    except (ImageError, ValueError) as e:
+        return _fail("quantize", e)
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, input "
+          f"{[cfg['in_channels'], cfg['img_size_h'], cfg['img_size_w']]}, T={model.T}, kd={cfg['kd']}; images: "
+          f"{source.name} ({len(source)}), {args.calib} for calibration, {args.samples} traced")
+    # the chip takes 8-bit pixels: the normalization joins the encoding conv (docs/arithmetic.md)
     shape = [cfg["in_channels"], cfg["img_size_h"], cfg["img_size_w"]]
-    data = args.data or ("digits" if shape == [1, 32, 32] and cfg["num_classes"] == 10 else "random")
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, input {shape}, "
-          f"T={model.T}, data: {data}")
-    if data == "digits":
-        from golden.digits import PIXEL_LEVELS, load_digits_split
-        x_train, _, x_test, y_test = load_digits_split(size=shape[1])
-        calib_batches = [x_train[i:i + 64] for i in range(0, 256, 64)]
-        samples, labels = x_test[:args.samples], y_test[:args.samples]
-        input_scale = args.input_scale or 1.0 / PIXEL_LEVELS  # digits pixels are exact k/16
-    else:
-        gen = torch.Generator().manual_seed(0)
-        calib_batches = [torch.rand(2, *shape, generator=gen) for _ in range(2)]
-        samples, labels = torch.rand(args.samples, *shape, generator=gen), None
-        input_scale = args.input_scale
-    folded = fold_model(model)
-    calib = calibrate(folded, calib_batches)
+    folded = fold_input_normalization(fold_model(model), pre.scale, pre.offset, height=shape[1], width=shape[2])
     try:
-        program = quantize(folded, hw, weight_bits=args.weight_bits, input_scale=input_scale,
-                           calibration=calib, input_shape=shape,
-                           model_name=args.model or str(args.checkpoint))
+        program = quantize(folded, hw, weight_bits=args.weight_bits, input_scale=1.0, input_shape=shape,
+                           model_name=spec.name)
     except QuantizationError as e:
-        print(f"hwgen quantize: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return _fail("quantize", e, EXIT_FAIL)
+    except ValueError as e:
+        return _fail("quantize", e)
+    program.header["input"].update(pixels=f"uint8 0..{pre.levels} after resize and crop",
+                                   normalization={"scale": list(pre.scale), "offset": list(pre.offset)})
+    program.header["preprocessing"] = pre.as_dict()
+    program.header["source"] = {
+        "checkpoint": None if args.checkpoint is None else str(Path(args.checkpoint).resolve()),
+        "sha256": None if args.checkpoint is None else _sha256(Path(args.checkpoint)),
+        "random_init": args.random_init, "model": spec.as_dict(),
+    }
+    if calib is not None:
+        try:
+            result = evaluate(program, model, calib, batch=16).as_dict()
+        except ImageError as e:
+            return _fail("quantize", e)
+        program.header["calibration"] = {"images": result["images"], "source": source.name,
+                                         "agreement": result["agreement"],
+                                         "spike_agreement": result["spike_agreement"]}
+        low = min(result["spike_agreement"].items(), key=lambda kv: kv[1], default=(None, None))
+        print(f"calibration on {result['images']} image(s): float and integer predictions agree on "
+              f"{100 * result['agreement']:.1f}%; least agreeing layer {low[0]} "
+              f"({100 * (low[1] or 0):.1f}% identical spikes)")
+    for note in sorted(set(source.notes)):
+        print(f"note: {note}")
     with torch.no_grad():
-        float_logits = model(samples) if len(samples) else None
+        float_logits = model(source.normalized(pixels)) if len(pixels) else None
     try:
-        export_program(program, args.out, images=samples if len(samples) else None, labels=labels,
+        export_program(program, args.out, pixels=pixels if len(pixels) else None, labels=labels,
                        float_logits=float_logits, force=args.force, log=print,
                        extra=lambda folder: write_memory_images(program, folder / "memories"))
     except OutputExists as e:
-        print(f"hwgen quantize: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("quantize", e)
     except MemoryFitError as e:
-        print(f"hwgen quantize: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return _fail("quantize", e, EXIT_FAIL)
     convs = sum(1 for layer in program.layers if layer.kind == "conv")
     print(f"wrote {args.out}: {len(program.layers)} layers ({convs} conv), {args.weight_bits}-bit weights, "
           f"widest accumulator {max(layer.attrs.get('acc_bits', 0) for layer in program.layers)} of "
@@ -119,32 +160,104 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _model_of_program(program, checkpoint: str | None):
+    """Rebuild the float model a program was quantized from (its header's source)."""
+    from golden.export import build_model
+
+    src = program.header.get("source")
+    if src is None:
+        raise ValueError("the program header does not say which checkpoint it came from; quantize it again "
+                         "with this version")
+    spec = src["model"]
+    path = checkpoint or src["checkpoint"]
+    if src["random_init"] is None:
+        if path is None or not Path(path).is_file():
+            raise ValueError(f"the program's checkpoint {path} is not there; pass --checkpoint PATH")
+        if checkpoint is None and src.get("sha256") and _sha256(Path(path)) != src["sha256"]:
+            raise ValueError(f"{path} changed since the program was quantized (sha256 differs); quantize again "
+                             "or pass --checkpoint PATH explicitly")
+    model, _ = build_model(None if src["random_init"] is not None else path, model_name=spec["name"],
+                           overrides={k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()},
+                           random_init=src["random_init"])
+    return model
+
+
+def _cmd_eval(args) -> int:
+    import json
+
+    from contract.program import ProgramError, load_program
+    from contract.progress import Progress
+    from golden.checkpoint import CheckpointError
+    from golden.evaluate import evaluate
+    from golden.images import ImageError
+    from golden.model_args import ModelArgError
+    from hwgen.inputs import image_source, preprocessing_of
+
+    try:
+        program = load_program(args.program)
+        pre = preprocessing_of(program.header)
+        spec = args.images or ("digits:test" if pre.kind == "digits" else None)
+        if spec is None:
+            raise ValueError("give --images SOURCE (a labelled ImageFolder for accuracy)")
+        source = image_source(spec, pre, args)
+        model = _model_of_program(program, args.checkpoint)
+    except (ProgramError, ImageError, CheckpointError, ModelArgError, ValueError) as e:
+        return _fail("eval", e)
+    try:
+        with Progress("eval", len(source)) as bar:
+            result = evaluate(program, model, source, batch=args.batch, progress=bar).as_dict()
+    except ImageError as e:
+        return _fail("eval", e)
+    result.update(program=str(args.program), source=source.name, start=source.first,
+                  notes=sorted(set(source.notes)))
+    for note in result["notes"]:
+        print(f"note: {note}")
+    _print_eval(result)
+    out = Path(args.out or f"build/evals/{Path(args.program).name}")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "eval.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out / "eval.json")
+    print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def _print_eval(r: dict) -> None:
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    print(f"{r['images']} image(s) from {r['source']}, {r['labelled']} labelled")
+    print(f"{'':10s} {'top-1':>8s} {'top-5':>8s}")
+    print(f"{'float':10s} {pct(r['float_top1']):>8s} {pct(r['float_top5']):>8s}")
+    print(f"{'integer':10s} {pct(r['int_top1']):>8s} {pct(r['int_top5']):>8s}")
+    print(f"float and integer predictions agree on {pct(r['agreement'])} of the images")
+    worst = sorted(r["spike_agreement"].items(), key=lambda kv: kv[1])[:5]
+    print("identical spikes, least agreeing layers: " + ", ".join(f"{k} {pct(v)}" for k, v in worst))
+
+
 def _cmd_sim(args) -> int:
     from contract.program import ProgramError
+    from contract.progress import Progress
+    from golden.images import ImageError
     from hwgen.compiler import CoreFitError
     from hwgen.sim.core import CoreSimError
     from hwgen.sim.simulate import MismatchError, simulate
 
     hw = load_config(args.config)
     if hw.core is None:
-        print(f"hwgen sim: {args.config}: no 'core' section: this configuration describes no core", file=sys.stderr)
-        return EXIT_USAGE
-    out = args.out or f"build/runs/{Path(args.program).name}"
-
-    def progress(done: int) -> None:
-        print(f"\r  simulated {done}/{args.images} image(s)", end="", file=sys.stderr, flush=True)
-
+        return _fail("sim", f"{args.config}: no 'core' section: this configuration describes no core")
+    out = Path(args.out or f"build/runs/{Path(args.program).name}")
     try:
-        run = simulate(args.program, hw, images=args.images, out=out, data=args.data, progress=progress)
-    except (ProgramError, CoreFitError, FileNotFoundError, ValueError) as e:
-        print(f"hwgen sim: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        run = simulate(args.program, hw, out=out, images=args.images, start=args.start, count=args.count,
+                       keep_going=args.keep_going, allow_upscale=args.allow_upscale,
+                       progress=lambda total: Progress("sim", total))
+    except (ProgramError, CoreFitError, ImageError, FileNotFoundError, ValueError) as e:
+        return _fail("sim", e)
     except (MismatchError, CoreSimError) as e:
-        print(f"\nhwgen sim: {e}", file=sys.stderr)
-        return EXIT_FAIL
-    print(file=sys.stderr)
+        return _fail("sim", f"{e}\n(run record: {out / 'run.json'})" if (out / "run.json").exists() else e, EXIT_FAIL)
     _print_run(run, out)
-    return 0
+    bad = [i for i in run["images"] if not i["exact"]]
+    return EXIT_FAIL if bad else 0
 
 
 def _print_run(run: dict, out) -> None:
@@ -190,23 +303,37 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("checkpoint", nargs="?", help="checkpoint (.pth, reference format, a {'state_dict'} or a bare state dict)")
     q.add_argument("--hw", required=True, help="hardware configuration the program must fit")
     q.add_argument("--out", required=True, help="output folder (program.json, arrays.npz, memories/, traces.npz)")
-    q.add_argument("--model", help="model name (registry or reference); default: from the checkpoint's args")
+    q.add_argument("--model", help="model name (registry or reference); default: the checkpoint's args.model")
+    q.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="a constructor argument, VALUE read as YAML (repeatable): embed_dim=[16,32,64,96], "
+                        "num_heads=4, kd=true, T=4, img_size=64, sdsa_variant=1, ...")
     q.add_argument("--random-init", type=int, metavar="SEED", help="no checkpoint: random weights and BN statistics")
-    q.add_argument("--img-size", type=int, help="input size for --model (e.g. 224)")
-    q.add_argument("--T", type=int, help="timesteps (default: the model's)")
+    q.add_argument("--img-size", type=int, help="input size (same as --model-arg img_size=N)")
+    q.add_argument("--T", type=int, help="timesteps (same as --model-arg T=N)")
+    add_image_options(q, default_help="default: digits:train for the digits models, else random", select=False)
+    q.add_argument("--calib", type=int, default=16, metavar="N",
+                   help="images for the calibration report (float against integer agreement; default 16, 0: none)")
     q.add_argument("--samples", type=int, default=4, help="sample images to trace (default 4)")
+    add_preprocessing_options(q)
     q.add_argument("--weight-bits", type=int, default=8)
-    q.add_argument("--input-scale", type=float, help="value of one pixel LSB (default: calibrated)")
-    q.add_argument("--data", choices=["digits", "random"], help="calibration and sample data (default: by model)")
     q.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     q.set_defaults(func=_cmd_quantize)
+
+    e = sub.add_parser("eval", help="float against integer accuracy and spike agreement of a program on images")
+    e.add_argument("program", help="program folder written by hwgen quantize")
+    add_image_options(e, default_help="default: the digits test split for the digits models")
+    e.add_argument("--checkpoint", help="the float checkpoint, if it moved since quantizing")
+    e.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
+    e.add_argument("--out", help="folder for eval.json (default: build/evals/<program folder name>)")
+    e.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser("sim", help="run a program on the simulated core and check every layer against the golden engine")
     s.add_argument("program", help="program folder written by hwgen quantize")
     s.add_argument("--config", required=True, help="hardware configuration with a 'core' section")
-    s.add_argument("--images", type=int, default=10, help="images to simulate (default 10)")
-    s.add_argument("--data", choices=["digits", "traces"],
-                   help="images: the digits test split (default for digits models) or the program's traces")
+    add_image_options(s, default_help="or 'traces', the program's sample images; default: the digits test split "
+                                      "for the digits models, else the traces")
+    s.add_argument("--keep-going", action="store_true",
+                   help="record a mismatching image in run.json (with its first mismatch) and go on")
     s.add_argument("--out", help="run folder (default: build/runs/<program folder name>)")
     s.set_defaults(func=_cmd_sim)
 

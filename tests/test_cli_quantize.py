@@ -25,7 +25,11 @@ def test_quantize_checkpoint_and_refuse_overwrite(tmp_path):
                 "configs/hw/digits.yaml", "--out", str(out), "--samples", "2")
     assert res.returncode == 0, res.stderr
     doc = json.loads((out / "program.json").read_text())
-    assert doc["header"]["T"] == 2 and doc["header"]["input"]["scale"] == 1 / 16
+    header = doc["header"]
+    # the chip's input is the pixel (LSB 1); the digits' x = pixel / 16 is folded into the encoding conv
+    assert header["T"] == 2 and header["input"]["scale"] == 1.0
+    assert header["input"]["normalization"] == {"scale": [1 / 16], "offset": [0.0]}
+    assert header["preprocessing"]["kind"] == "digits" and header["preprocessing"]["levels"] == 16
     assert {"program.json", "arrays.npz", "memories", "traces.npz"} <= {p.name for p in out.iterdir()}
     before = sorted(p.name for p in out.rglob("*"))
     res = hwgen("quantize", str(ckpt), "--model", "metaspikeformer_tiny", "--hw", "configs/hw/digits.yaml",

@@ -19,7 +19,8 @@ from hwgen.core.isa import Target, address_width
 from hwgen.core.top import NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
 
-__all__ = ["LayerStats", "ImageResult", "CoreSimError", "core_sim_run", "write_script", "parse_log", "run_core"]
+__all__ = ["LayerStats", "ImageResult", "CoreSimError", "core_sim_run", "write_script", "LogReader", "parse_log",
+           "run_core"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -53,10 +54,11 @@ def _core_verilog(hw) -> Path:
 
 
 def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
-                 random_init: int | None = None) -> SimRun:
+                 random_init: int | None = None, stop_file: Path | None = None) -> SimRun:
     """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``.
     ``random_init``: a seed; every memory and register without a reset value starts random
-    instead of zero (a run must not depend on them)."""
+    instead of zero (a run must not depend on them). ``stop_file``: the harness ends the run
+    before the next image once this file exists."""
     from hwgen.core.engines import int_word
 
     verilog = _core_verilog(hw)
@@ -70,6 +72,8 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
     }
     extra = {}
     plusargs = [f"+core_script={script}", f"+core_log={log}", f"+core_watchdog={watchdog}"]
+    if stop_file is not None:
+        plusargs.append(f"+core_stop={stop_file}")
     if random_init is not None:
         extra["build_args"] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "unique", "-O3")
         plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_init}"]
@@ -143,40 +147,67 @@ def _tensor(image: CoreImage, pc: int, writes: list[tuple[int, int]], memory: st
     return value[0] if image.layers[pc].kind == "readout" else value
 
 
+class LogReader:
+    """Turns the harness log into one :class:`ImageResult` per finished image, incrementally: each
+    :meth:`feed` reads what the simulator appended since the last call (complete lines only), so a
+    run can be checked image by image while it is still simulating.
+
+    ``keep_outputs=False`` keeps only the counters (the caller checks each image as it arrives)."""
+
+    def __init__(self, image: CoreImage, path: Path, *, keep_outputs: bool = True):
+        self.image, self.path = image, Path(path)
+        self.keep_outputs = keep_outputs
+        self.images = 0
+        self._pos, self._tail = 0, b""
+        self._writes: dict[int, dict[str, list]] = {}
+        self._stats: dict[int, LayerStats] = {}
+
+    def feed(self) -> list[ImageResult]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self._pos)
+            chunk = f.read()
+        self._pos += len(chunk)
+        data = self._tail + chunk
+        cut = data.rfind(b"\n") + 1
+        self._tail = data[cut:]
+        return [r for line in data[:cut].decode().splitlines() if (r := self._line(line)) is not None]
+
+    def _line(self, line: str) -> ImageResult | None:
+        image, n = self.image, len(self.image.instructions)
+        tag, *rest = line.split()
+        if tag in ("I", "S"):
+            pc, addr, data = (int(x, 16) for x in rest)
+            self._writes.setdefault(pc, {"I": [], "S": []})[tag].append((addr, data))
+        elif tag == "L":
+            pc = int(rest[0], 16)
+            self._stats[pc] = LayerStats(*(int(x) for x in rest[1:]))
+        elif tag == "D":
+            missing = [pc for pc in range(n) if pc not in self._stats]
+            if missing:
+                raise CoreSimError(f"image {self.images}: instruction {missing[0]} ({image.outputs[missing[0]]}) "
+                                   "never finished")
+            res = ImageResult(int(rest[0]), [self._stats[pc] for pc in range(n)])
+            for pc in range(n):
+                w = self._writes.get(pc, {"I": [], "S": []})
+                if w["I"] and w["S"]:
+                    raise CoreSimError(f"instruction {pc} ({image.outputs[pc]}) wrote both memories")
+                memory = "ints" if w["I"] else "spikes"
+                res.outputs[image.outputs[pc]] = _tensor(image, pc, w["I"] or w["S"], memory)
+            self._writes, self._stats = {}, {}
+            self.images += 1
+            return res
+        elif tag == "H":
+            pc = int(rest[0], 16)
+            raise CoreSimError(f"image {self.images}: the core hung in instruction {pc} "
+                               f"({image.outputs[pc] if pc < n else 'END'}) after {rest[1]} cycles (watchdog)")
+        return None
+
+
 def parse_log(image: CoreImage, path: Path) -> list[ImageResult]:
-    """The harness log -> one result per finished image. Raises on a watchdog stop."""
-    results = []
-    n = len(image.instructions)
-    writes: dict[int, dict[str, list]] = {}
-    stats: dict[int, LayerStats] = {}
-    with open(path) as f:
-        for line in f:
-            tag, *rest = line.split()
-            if tag in ("I", "S"):
-                pc, addr, data = (int(x, 16) for x in rest)
-                writes.setdefault(pc, {"I": [], "S": []})[tag].append((addr, data))
-            elif tag == "L":
-                pc = int(rest[0], 16)
-                stats[pc] = LayerStats(*(int(x) for x in rest[1:]))
-            elif tag == "D":
-                missing = [pc for pc in range(n) if pc not in stats]
-                if missing:
-                    raise CoreSimError(f"image {len(results)}: instruction {missing[0]} ({image.outputs[missing[0]]}) "
-                                       "never finished")
-                res = ImageResult(int(rest[0]), [stats[pc] for pc in range(n)])
-                for pc in range(n):
-                    w = writes.get(pc, {"I": [], "S": []})
-                    memory = "ints" if w["I"] else "spikes"
-                    if w["I"] and w["S"]:
-                        raise CoreSimError(f"instruction {pc} ({image.outputs[pc]}) wrote both memories")
-                    res.outputs[image.outputs[pc]] = _tensor(image, pc, w["I"] or w["S"], memory)
-                results.append(res)
-                writes, stats = {}, {}
-            elif tag == "H":
-                pc = int(rest[0], 16)
-                raise CoreSimError(f"image {len(results)}: the core hung in instruction {pc} "
-                                   f"({image.outputs[pc] if pc < n else 'END'}) after {rest[1]} cycles (watchdog)")
-    return results
+    """The whole harness log -> one result per finished image. Raises on a watchdog stop."""
+    return LogReader(image, path).feed()
 
 
 def _watchdog(image: CoreImage) -> int:
@@ -194,34 +225,51 @@ def _watchdog(image: CoreImage) -> int:
 
 def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
              preload: list[dict[str, np.ndarray]] | None = None, random_init: int | None = None,
-             progress: Callable[[int], None] | None = None) -> list[ImageResult]:
-    """Simulate the core on integer images ``pixels[B, C, H, W]``; ``progress(images_done)`` is
-    called from a watcher thread while the simulator runs."""
+             progress: Callable[[int], None] | None = None,
+             on_image: Callable[[int, ImageResult], bool] | None = None) -> list[ImageResult]:
+    """Simulate the core on integer images ``pixels[B, C, H, W]``.
+
+    While the simulator runs, a watcher thread reads the log as it grows: ``progress(images_done)``
+    is called after each image, and ``on_image(index, result)`` with each finished image's result;
+    when it returns False the simulator stops before the next image (the harness polls a stop file
+    between images). With ``on_image`` the returned results carry counters only (their outputs
+    were handed to ``on_image``); without it, every layer's output too."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     script, log = (work / "core_script.txt").resolve(), (work / "core_log.txt").resolve()
+    stop_file = (work / "core_stop").resolve()
     write_script(image, pixels, script, preload)
-    if log.exists():
-        log.unlink()
+    for stale in (log, stop_file):
+        if stale.exists():
+            stale.unlink()
     run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image),
-                       random_init=random_init)
-
+                       random_init=random_init, stop_file=stop_file)
+    reader = LogReader(image, log)
+    results: list[ImageResult] = []
+    failure: list[BaseException] = []
     stop = threading.Event()
 
+    def take(new: list[ImageResult]) -> None:
+        for res in new:
+            index = len(results)
+            if on_image is not None:
+                go_on = on_image(index, res)
+                res = ImageResult(res.cycles, res.layers)
+                if go_on is False:
+                    stop_file.write_text("stop\n")
+            results.append(res)
+            if progress:
+                progress(len(results))
+
     def watch():
-        done, pos, tail = 0, 0, b"\n"
         while True:
             stopping = stop.wait(0.5)
-            if log.exists():
-                with open(log, "rb") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-                pos += len(chunk)
-                data, tail = tail + chunk, (tail + chunk)[-2:]   # a line may straddle two reads
-                new = data.count(b"\nD ")
-                if new and progress:
-                    done += new
-                    progress(done)
+            try:
+                take(reader.feed())
+            except BaseException as e:      # a parse error or a failing check: stop the simulator
+                failure.append(e)
+                stop_file.write_text("stop\n")
+                return
             if stopping:
                 return
 
@@ -230,11 +278,16 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
     try:
         run_cocotb(run)
     except (AssertionError, SystemExit) as e:
-        raise CoreSimError(f"simulation failed ({e}); see {work / 'simulator.log'}") from None
-    finally:
         stop.set()
         watcher.join()
-    results = parse_log(image, log)
-    if len(results) != len(pixels):
+        if failure:
+            raise failure[0]
+        raise CoreSimError(f"simulation failed ({e}); see {work / 'simulator.log'}") from None
+    stop.set()
+    watcher.join()
+    if failure:
+        raise failure[0]
+    stopped = stop_file.exists()
+    if len(results) != len(pixels) and not stopped:
         raise CoreSimError(f"{len(results)} of {len(pixels)} images finished; see {log}")
     return results

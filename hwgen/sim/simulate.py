@@ -29,11 +29,12 @@ import torch
 from contract.compare import first_mismatch
 from contract.config import HwConfig
 from contract.program import Program
+from contract.progress import NullProgress
 from golden.intsim import IntegerEngine
 from hwgen.compiler import CoreImage, compile_program
 from hwgen.sim.core import ImageResult, run_core
 
-__all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "load_images", "layer_table", "simulate"]
+__all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "images_for", "load_images", "layer_table", "simulate"]
 
 E_AC_PJ = 0.9
 E_MAC_PJ = 4.6
@@ -45,29 +46,37 @@ class MismatchError(AssertionError):
     """The core's output differs from the golden engine's; the message names the first element."""
 
 
-def load_images(program: Program, program_dir: Path, count: int, data: str | None = None):
-    """``count`` images for ``program``: held-out digits for the digits models, else the samples
-    in the program's traces. Returns (integer pixels [B, C, H, W], labels or None, source)."""
-    header = program.header
-    is_digits = header["input"]["shape"] == [1, 32, 32] and header.get("classes") == 10
-    data = data or ("digits" if is_digits else "traces")
-    if data == "digits":
-        from golden.digits import load_digits_split
-        _, _, x_test, y_test = load_digits_split(size=header["input"]["shape"][1])
-        if count > len(x_test):
-            raise ValueError(f"--images {count}: the digits test split has {len(x_test)} images")
-        pixels = IntegerEngine(program).encode(x_test[:count])
-        return pixels.numpy(), y_test[:count].numpy(), "digits test split"
-    if data == "traces":
+def images_for(program: Program, program_dir: Path, spec: str | None = None, *, start: int = 0,
+               count: int | None = None, allow_upscale: bool = False):
+    """The image source of a run: ``spec`` as ``hwgen sim --images`` takes it (an image folder, a
+    tensor file, ``digits[:split]``, ``random[:seed]``), or ``traces`` (the sample images exported
+    with the program); by default the digits test split for the digits models, else the traces.
+    Returns a :class:`golden.images.ImageSource` of ``count`` images from ``start``."""
+    from golden.images import ImageError, ImageSource, open_images
+    from hwgen.inputs import preprocessing_of
+
+    pre = preprocessing_of(program.header)
+    spec = spec or ("digits:test" if pre.kind == "digits" else "traces")
+    if spec == "traces":
         from golden.export import load_traces
+
         traces = load_traces(program_dir)
-        have = len(traces["input"])
-        if count > have:
-            raise ValueError(f"--images {count}: {program_dir}/traces.npz holds {have} sample images "
-                             "(export more with hwgen quantize --samples)")
         labels = traces.get("labels")
-        return traces["input"][:count].astype(np.int64), None if labels is None else labels[:count], "program traces"
-    raise ValueError(f"--data {data!r}: expected 'digits' or 'traces'")
+        pixels = torch.from_numpy(traces["input"].astype(np.int64))
+        source = ImageSource(f"{program_dir}/traces.npz", "tensor", pre, labels=labels, _pixels=pixels)
+    else:
+        source = open_images(spec, pre, allow_upscale=allow_upscale)
+    if len(source) == 0:
+        raise ImageError(f"{source.name}: holds no images")
+    return source.select(start, count) if start or count is not None else source
+
+
+def load_images(program: Program, program_dir: Path, count: int, data: str | None = None):
+    """``count`` images for ``program`` as integer pixels: ``(pixels [B, C, H, W], labels or None,
+    source name)`` (see :func:`images_for`)."""
+    source = images_for(program, program_dir, data, count=count)
+    pixels, labels = source.load()
+    return pixels.numpy().astype(np.int64), None if labels is None else labels.numpy(), source.name
 
 
 def _axes(kind: str, ndim: int) -> tuple[str, ...]:
@@ -76,8 +85,9 @@ def _axes(kind: str, ndim: int) -> tuple[str, ...]:
     return ("timestep", "channel", "y", "x")[:ndim]
 
 
-def check_image(image: CoreImage, result: ImageResult, golden: dict, b: int) -> None:
-    """Raise MismatchError at the first layer whose core output differs from the golden one."""
+def check_image(image: CoreImage, result: ImageResult, golden: dict, b: int, *, index: int | None = None) -> None:
+    """Raise MismatchError at the first layer whose core output differs from the golden one
+    (``golden[...][:, b]``; the message calls the image ``index``, by default ``b``)."""
     for layer, name in zip(image.layers, image.outputs):
         want = golden[name][b] if layer.kind == "readout" else golden[name][:, b]
         got = result.outputs[name]
@@ -86,8 +96,8 @@ def check_image(image: CoreImage, result: ImageResult, golden: dict, b: int) -> 
             idx, e, g = found
             where = ", ".join(f"{a}={i}" for a, i in zip(_axes(layer.kind, got.ndim), idx))
             count = int((np.asarray(want) != got).sum())
-            raise MismatchError(f"image {b}, layer {name} ({layer.kind}): first mismatch at {where}: "
-                                f"golden {e}, core {g} ({count} of {got.size} differ)")
+            raise MismatchError(f"image {b if index is None else index}, layer {name} ({layer.kind}): first mismatch "
+                                f"at {where}: golden {e}, core {g} ({count} of {got.size} differ)")
 
 
 def _input_rate(layer, golden: dict, b: int) -> float | None:
@@ -113,8 +123,9 @@ def _bound(image: CoreImage, fields: dict, kind: str, additions: int) -> int:
     return fields["outer"] * fields["count"] * fields["in_words"]      # reductions: words read
 
 
-def layer_table(image: CoreImage, results: list[ImageResult], golden: dict) -> list[dict]:
-    """Per-layer means over the images: cycles, bound, additions, events, rate, energy."""
+def layer_table(image: CoreImage, results: list[ImageResult], rates: list[list[float | None]]) -> list[dict]:
+    """Per-layer means over the images: cycles, bound, additions, events, input firing rate
+    (``rates[image][pc]``, from the golden spikes), energy."""
     rows = []
     n = len(results)
     for pc, (layer, fields) in enumerate(zip(image.layers, image.instructions)):
@@ -125,56 +136,116 @@ def layer_table(image: CoreImage, results: list[ImageResult], golden: dict) -> l
         encoding = layer.kind == "conv" and layer.attrs["input"] == "pixels"
         macs = float(_encoding_macs(layer)) if encoding else 0.0
         energy = E_MAC_PJ * macs if encoding else E_AC_PJ * additions
-        rates = [_input_rate(layer, golden, b) for b in range(n)]
+        layer_rates = [r[pc] for r in rates]
         rows.append({
             "name": layer.name, "kind": layer.kind, "unit": UNITS[layer.kind],
             "cycles": cycles, "bound": bound, "efficiency": bound / cycles if cycles and bound else None,
             "additions": additions, "macs": macs, "events": events,
-            "input_rate": None if rates[0] is None else float(np.mean(rates)),
+            "input_rate": None if layer_rates[0] is None else float(np.mean(layer_rates)),
             "energy_pj": energy,
         })
     return rows
 
 
-def simulate(program_dir: str | Path, hw: HwConfig, *, images: int, out: str | Path, data: str | None = None,
-             log: Callable[[str], None] = print,
-             progress: Callable[[int], None] | None = None) -> dict:
-    """Simulate ``images`` images, check every layer, write ``run.json`` and the report into
-    ``out``; returns the run dictionary. Raises MismatchError on the first difference."""
+class _RunLock:
+    """One ``hwgen sim`` per run folder: a second run on the same folder is refused, not mixed in."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self.file = open(self.path, "w")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise ValueError(f"{self.path.parent} is in use by another hwgen sim; give this run its own --out") from None
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+        return False
+
+
+def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: str | None = None,
+             start: int = 0, count: int | None = None, keep_going: bool = False, allow_upscale: bool = False,
+             log: Callable[[str], None] = print, progress: Callable[[int], object] | None = None) -> dict:
+    """Simulate ``count`` images of the source ``images`` from ``start`` (see :func:`images_for`)
+    and check every layer of each image against the golden engine as soon as the core finishes it;
+    write ``run.json`` and the report into ``out``; return the run dictionary.
+
+    The first mismatch stops the run (the simulator ends before the next image) and raises
+    MismatchError, after ``run.json`` recorded it; with ``keep_going`` a mismatching image is marked
+    in ``run.json`` with its first mismatch and the run goes on. ``progress(total)`` makes the
+    progress display (``contract.progress.Progress``) advanced once per checked image."""
     from contract.program import load_program
     from hwgen.report import write_report
 
     program_dir, out = Path(program_dir), Path(out)
     program = load_program(program_dir)
     image = compile_program(program, hw)
-    pixels, labels, source = load_images(program, program_dir, images, data)
+    source = images_for(program, program_dir, images, start=start, count=count, allow_upscale=allow_upscale)
+    pixels, labels = source.load()
+    pixels = pixels.to(torch.int64)
     log(f"{program_dir}: {len(image.instructions)} instructions, T={program.T}; int memory "
         f"{image.peak['ints']}/{hw.core.int_depth} words, spike memory {image.peak['spikes']}/{hw.core.spike_depth}; "
-        f"{images} image(s) from the {source}")
-    with torch.no_grad():
-        golden = {k: v.numpy() for k, v in IntegerEngine(program, hw).run(torch.from_numpy(pixels)).items()}
+        f"{len(pixels)} image(s) from {source.name}" + (f", from index {source.first}" if source.first else ""))
+    engine = IntegerEngine(program, hw)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    results = run_core(image, pixels, work=out / "sim", progress=progress)
-    wall = time.perf_counter() - t0
-    for b, result in enumerate(results):
-        check_image(image, result, golden, b)
+    records: list[dict] = []
+    rates: list[list[float | None]] = []
 
-    golden_predicted = golden[program.output].argmax(1)
-    predicted = np.array([r.outputs[program.output].argmax() for r in results])
-    rows = layer_table(image, results, golden)
+    def check(b: int, result: ImageResult) -> bool:
+        """Golden of image ``b`` alone, compared layer by layer; False stops the run."""
+        with torch.no_grad():
+            golden = {k: v.numpy() for k, v in engine.run(pixels[b:b + 1]).items()}
+        record = {"index": source.first + b, "label": None if labels is None else int(labels[b]),
+                  "predicted": int(result.outputs[program.output].argmax()),
+                  "golden_predicted": int(golden[program.output][0].argmax()), "cycles": result.cycles,
+                  "exact": True}
+        try:
+            check_image(image, result, golden, 0, index=source.first + b)
+        except MismatchError as e:
+            record.update(exact=False, mismatch=str(e))
+        records.append(record)
+        rates.append([_input_rate(layer, golden, 0) for layer in image.layers])
+        return record["exact"] or keep_going
+
+    with _RunLock(out), (progress(len(pixels)) if progress else NullProgress()) as bar:
+        t0 = time.perf_counter()
+        results = run_core(image, pixels.numpy(), work=out / "sim", progress=lambda done: bar.advance(1),
+                           on_image=check)
+        wall = time.perf_counter() - t0
+        run = _run_record(program_dir, hw, program, image, results, records, rates, wall)
+        tmp = out / "run.json.tmp"
+        tmp.write_text(json.dumps(run, indent=1) + "\n")
+        os.replace(tmp, out / "run.json")
+        write_report(run, out)
+    bad = [r for r in records if not r["exact"]]
+    if bad and not keep_going:
+        raise MismatchError(bad[0]["mismatch"])
+    return run
+
+
+def _run_record(program_dir: Path, hw: HwConfig, program: Program, image: CoreImage, results: list[ImageResult],
+                records: list[dict], rates: list, wall: float) -> dict:
+    rows = layer_table(image, results, rates)
     cycles = float(np.mean([r.cycles for r in results]))
     bound = sum(r["bound"] for r in rows)
-    accuracy = float((predicted == labels).mean()) if labels is not None else None
-    run = {
+    labelled = [r for r in records if r["label"] is not None]
+    accuracy = float(np.mean([r["predicted"] == r["label"] for r in labelled])) if labelled else None
+    return {
         "format": "spikeforge-run", "version": 1,
         "program": str(program_dir), "config": str(hw.source), "T": program.T, "lanes": image.lanes,
         "energy_model": {"e_ac_pj": E_AC_PJ, "e_mac_pj": E_MAC_PJ,
                          "note": "E_MAC x MACs of the encoding layer (once per image) + E_AC x synaptic "
                                  "additions of every other layer (45 nm, Horowitz 2014, as in the paper)"},
-        "images": [{"index": b, "label": None if labels is None else int(labels[b]), "predicted": int(predicted[b]),
-                    "golden_predicted": int(golden_predicted[b]), "cycles": r.cycles, "exact": True}
-                   for b, r in enumerate(results)],
+        "images": records,
         "layers": rows,
         "totals": {
             "cycles_per_image": cycles, "bound_per_image": bound,
@@ -182,13 +253,8 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, images: int, out: str | P
             "additions_per_image": sum(r["additions"] for r in rows),
             "macs_per_image": sum(r["macs"] for r in rows),
             "energy_pj_per_image": sum(r["energy_pj"] for r in rows),
-            "accuracy": accuracy, "exact_images": len(results), "images": len(results),
-            # Verilator build (when not cached), script, simulation and log parsing together
+            "accuracy": accuracy, "exact_images": sum(r["exact"] for r in records), "images": len(records),
+            # Verilator build (when not cached), script, simulation and the checks together
             "sim_wall_s": wall, "sim_cycles_per_s": sum(r.cycles for r in results) / wall,
         },
     }
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=1) + "\n")
-    os.replace(tmp, out / "run.json")
-    write_report(run, out)
-    return run

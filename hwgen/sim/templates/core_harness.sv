@@ -4,6 +4,8 @@
 //   0  load DATA into memory SEL at ADDR through the core's load port
 //   1  pulse `start` and wait for `done` (one image)
 //   2  end: close the files and raise `finished`
+// Before each image (op 1) it looks for the file `+core_stop=`; once that exists (the checker
+// found a mismatch) it ends the run there, as if the script ended.
 // and writes a log of everything the core does that a test checks:
 //   I pc addr data      a write into the int memory (while running)
 //   S pc addr data      a write into the spike memory
@@ -46,13 +48,14 @@ module core_harness #(
         .layer__additions(l_additions), .layer__events(l_events)
     );
 
-    string script_file, log_file;
+    string script_file, log_file, stop_file;
     logic [63:0] watchdog;
     integer script, log;
     initial begin
         if (!$value$plusargs("core_script=%s", script_file)) script_file = "core_script.txt";
         if (!$value$plusargs("core_log=%s", log_file)) log_file = "core_log.txt";
         if (!$value$plusargs("core_watchdog=%d", watchdog)) watchdog = 64'd10000000;
+        if (!$value$plusargs("core_stop=%s", stop_file)) stop_file = "";
         script = $fopen(script_file, "r");
         log = $fopen(log_file, "w");
     end
@@ -81,6 +84,16 @@ module core_harness #(
         $fclose(log);
     endtask
 
+    // The checker asked to stop: the stop file exists.
+    function automatic logic stop_requested();
+        integer f;
+        if (stop_file == "") return 1'b0;
+        f = $fopen(stop_file, "r");
+        if (f == 0) return 1'b0;
+        $fclose(f);
+        return 1'b1;
+    endfunction
+
     always_ff @(posedge clk) begin
         load_en <= 1'b0;
         start <= 1'b0;
@@ -101,7 +114,7 @@ module core_harness #(
                         load_sel <= line.sel[SEL_W-1:0];
                         load_addr <= line.addr;
                         load_data <= line.word;
-                    end else if (line.op == 1) begin
+                    end else if (line.op == 1 && !stop_requested()) begin
                         start <= 1'b1;
                         cycles <= '0;
                         quiet <= '0;

@@ -34,10 +34,12 @@ def border_correction(weight: Tensor, offset: Tensor, *, height: int, width: int
     """``sum`` over in-image taps of ``W * offset`` per output position, split into its interior
     value ``[O]`` and the difference from it ``[O, H_out, W_out]`` (float64)."""
     w = weight.double() * offset.double().view(1, -1, 1, 1)
-    ones = torch.ones(1, weight.shape[1], height, width, dtype=torch.float64)
-    full = F.conv2d(ones, w, None, stride, padding)[0]            # [O, H_out, W_out]
-    interior = w.sum(dim=(1, 2, 3))
-    return interior, full - interior.view(-1, 1, 1)
+    # the taps that fall on the zero padding, counted on an indicator of the padding ring: exactly
+    # zero wherever the window lies inside the image
+    outside = torch.ones(1, weight.shape[1], height + 2 * padding, width + 2 * padding, dtype=torch.float64)
+    outside[..., padding:padding + height, padding:padding + width] = 0
+    missing = F.conv2d(outside, w, None, stride, 0)[0]            # [O, H_out, W_out]
+    return w.sum(dim=(1, 2, 3)), -missing
 
 
 def fold_input_normalization(folded: FoldedModel, scale, offset, *, height: int, width: int) -> FoldedModel:

@@ -55,169 +55,57 @@ def _fail(command: str, message, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
+def _input_errors():
+    """Exceptions that mean bad input (exit 2)."""
+    from contract.fsutil import OutputExists
+    from contract.program import ProgramError
+    from golden.checkpoint import CheckpointError
+    from golden.images import ImageError
+    from golden.model_args import ModelArgError
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return (OutputExists, ProgramError, CheckpointError, ImageError, ModelArgError, KeyError, ValueError,
+            FileNotFoundError)
+
+
+def _message(e: BaseException) -> str:
+    return e.args[0] if isinstance(e, KeyError) and e.args else str(e)
 
 
 def _cmd_quantize(args) -> int:
-    import torch
+    from golden.quantize import QuantizationError
+    from hwgen.compiler.placement import MemoryFitError
+    from hwgen.flow import quantize_checkpoint
 
-    from contract.fsutil import OutputExists
-    from golden.checkpoint import CheckpointError
-    from golden.encoding import fold_input_normalization
-    from golden.evaluate import evaluate
-    from golden.export import build_model, export_program
-    from golden.fold import fold_model
-    from golden.images import ImageError
-    from golden.model_args import ModelArgError, parse_model_args
-    from golden.quantize import QuantizationError, quantize
-    from hwgen.compiler.placement import MemoryFitError, write_memory_images
-    from hwgen.inputs import image_source, preprocessing_for_model
-
-    hw = load_config(args.hw)
-    if args.checkpoint is None and args.random_init is None:
-        return _fail("quantize", "give a CHECKPOINT, or --model NAME --random-init SEED")
     try:
-        overrides = parse_model_args(args.model_arg)
-        if args.img_size:
-            overrides.update(img_size_h=args.img_size, img_size_w=args.img_size)
-        if args.T:
-            overrides["T"] = args.T
-        model, spec = build_model(args.checkpoint, model_name=args.model, overrides=overrides,
-                                  random_init=args.random_init)
-    except (CheckpointError, ModelArgError, KeyError, ValueError) as e:
-        return _fail("quantize", e.args[0] if isinstance(e, KeyError) else e)
-    cfg = model.config
-    print(f"model: {spec.describe()}")
-    try:
-        pre = preprocessing_for_model(cfg, args)
-        default = "digits:train" if pre.kind == "digits" else "random"
-        spec_images = args.images or default
-        source = image_source(spec_images, pre, args)
-        n = max(args.calib, args.samples)
-        if len(source) < n:
-            raise ImageError(f"{source.name}: --calib {args.calib} / --samples {args.samples} need {n} images, "
-                             f"the source has {len(source)}")
-        calib = source.select(0, args.calib) if args.calib else None
-        pixels, labels = source.load(0, args.samples)
-    except (ImageError, ValueError) as e:
-        return _fail("quantize", e)
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, input "
-          f"{[cfg['in_channels'], cfg['img_size_h'], cfg['img_size_w']]}, T={model.T}, kd={cfg['kd']}; images: "
-          f"{source.name} ({len(source)}), {args.calib} for calibration, {args.samples} traced")
-    # the chip takes 8-bit pixels: the normalization joins the encoding conv (docs/arithmetic.md)
-    shape = [cfg["in_channels"], cfg["img_size_h"], cfg["img_size_w"]]
-    folded = fold_input_normalization(fold_model(model), pre.scale, pre.offset, height=shape[1], width=shape[2])
-    try:
-        program = quantize(folded, hw, weight_bits=args.weight_bits, input_scale=1.0, input_shape=shape,
-                           model_name=spec.name)
-    except QuantizationError as e:
+        quantize_checkpoint(args.checkpoint, load_config(args.hw), args.out, model=args.model,
+                            model_args=[*(args.model_arg or ()),
+                                        *([f"img_size={args.img_size}"] if args.img_size else []),
+                                        *([f"T={args.T}"] if args.T else [])],
+                            random_init=args.random_init, images=args.images, calib=args.calib,
+                            samples=args.samples, allow_upscale=args.allow_upscale, weight_bits=args.weight_bits,
+                            preprocessing=dict(crop_pct=args.crop_pct, interpolation=args.interpolation,
+                                               mean=args.mean, std=args.std), force=args.force)
+    except (QuantizationError, MemoryFitError) as e:     # the model does not fit the hardware
         return _fail("quantize", e, EXIT_FAIL)
-    except ValueError as e:
-        return _fail("quantize", e)
-    program.header["input"].update(pixels=f"uint8 0..{pre.levels} after resize and crop",
-                                   normalization={"scale": list(pre.scale), "offset": list(pre.offset)})
-    program.header["preprocessing"] = pre.as_dict()
-    program.header["source"] = {
-        "checkpoint": None if args.checkpoint is None else str(Path(args.checkpoint).resolve()),
-        "sha256": None if args.checkpoint is None else _sha256(Path(args.checkpoint)),
-        "random_init": args.random_init, "model": spec.as_dict(),
-    }
-    if calib is not None:
-        try:
-            result = evaluate(program, model, calib, batch=16).as_dict()
-        except ImageError as e:
-            return _fail("quantize", e)
-        program.header["calibration"] = {"images": result["images"], "source": source.name,
-                                         "agreement": result["agreement"],
-                                         "spike_agreement": result["spike_agreement"]}
-        low = min(result["spike_agreement"].items(), key=lambda kv: kv[1], default=(None, None))
-        print(f"calibration on {result['images']} image(s): float and integer predictions agree on "
-              f"{100 * result['agreement']:.1f}%; least agreeing layer {low[0]} "
-              f"({100 * (low[1] or 0):.1f}% identical spikes)")
-    for note in sorted(set(source.notes)):
-        print(f"note: {note}")
-    with torch.no_grad():
-        float_logits = model(source.normalized(pixels)) if len(pixels) else None
-    try:
-        export_program(program, args.out, pixels=pixels if len(pixels) else None, labels=labels,
-                       float_logits=float_logits, force=args.force, log=print,
-                       extra=lambda folder: write_memory_images(program, folder / "memories"))
-    except OutputExists as e:
-        return _fail("quantize", e)
-    except MemoryFitError as e:
-        return _fail("quantize", e, EXIT_FAIL)
-    convs = sum(1 for layer in program.layers if layer.kind == "conv")
-    print(f"wrote {args.out}: {len(program.layers)} layers ({convs} conv), {args.weight_bits}-bit weights, "
-          f"widest accumulator {max(layer.attrs.get('acc_bits', 0) for layer in program.layers)} of "
-          f"{hw.accumulator.accumulator_width} bits")
+    except _input_errors() as e:
+        return _fail("quantize", _message(e))
     return 0
 
 
-def _model_of_program(program, checkpoint: str | None):
-    """Rebuild the float model a program was quantized from (its header's source)."""
-    from golden.export import build_model
-
-    src = program.header.get("source")
-    if src is None:
-        raise ValueError("the program header does not say which checkpoint it came from; quantize it again "
-                         "with this version")
-    spec = src["model"]
-    path = checkpoint or src["checkpoint"]
-    if src["random_init"] is None:
-        if path is None or not Path(path).is_file():
-            raise ValueError(f"the program's checkpoint {path} is not there; pass --checkpoint PATH")
-        if checkpoint is None and src.get("sha256") and _sha256(Path(path)) != src["sha256"]:
-            raise ValueError(f"{path} changed since the program was quantized (sha256 differs); quantize again "
-                             "or pass --checkpoint PATH explicitly")
-    model, _ = build_model(None if src["random_init"] is not None else path, model_name=spec["name"],
-                           overrides={k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()},
-                           random_init=src["random_init"])
-    return model
-
-
 def _cmd_eval(args) -> int:
-    import json
-
-    from contract.program import ProgramError, load_program
     from contract.progress import Progress
-    from golden.checkpoint import CheckpointError
-    from golden.evaluate import evaluate
-    from golden.images import ImageError
-    from golden.model_args import ModelArgError
-    from hwgen.inputs import image_source, preprocessing_of
+    from hwgen.flow import evaluate_program
 
+    out = Path(args.out or f"build/evals/{Path(args.program).name}")
     try:
-        program = load_program(args.program)
-        pre = preprocessing_of(program.header)
-        spec = args.images or ("digits:test" if pre.kind == "digits" else None)
-        if spec is None:
-            raise ValueError("give --images SOURCE (a labelled ImageFolder for accuracy)")
-        source = image_source(spec, pre, args)
-        model = _model_of_program(program, args.checkpoint)
-    except (ProgramError, ImageError, CheckpointError, ModelArgError, ValueError) as e:
-        return _fail("eval", e)
-    try:
-        with Progress("eval", len(source)) as bar:
-            result = evaluate(program, model, source, batch=args.batch, progress=bar).as_dict()
-    except ImageError as e:
-        return _fail("eval", e)
-    result.update(program=str(args.program), source=source.name, start=source.first,
-                  notes=sorted(set(source.notes)))
+        result = evaluate_program(args.program, images=args.images, start=args.start, count=args.count,
+                                  checkpoint=args.checkpoint, batch=args.batch, allow_upscale=args.allow_upscale,
+                                  out=out, progress=lambda total: Progress("eval", total))
+    except _input_errors() as e:
+        return _fail("eval", _message(e))
     for note in result["notes"]:
         print(f"note: {note}")
     _print_eval(result)
-    out = Path(args.out or f"build/evals/{Path(args.program).name}")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out / "eval.json")
     print(f"wrote {out / 'eval.json'}")
     return 0
 
@@ -236,9 +124,7 @@ def _print_eval(r: dict) -> None:
 
 
 def _cmd_sim(args) -> int:
-    from contract.program import ProgramError
     from contract.progress import Progress
-    from golden.images import ImageError
     from hwgen.compiler import CoreFitError
     from hwgen.sim.core import CoreSimError
     from hwgen.sim.simulate import MismatchError, simulate
@@ -251,8 +137,8 @@ def _cmd_sim(args) -> int:
         run = simulate(args.program, hw, out=out, images=args.images, start=args.start, count=args.count,
                        keep_going=args.keep_going, allow_upscale=args.allow_upscale,
                        progress=lambda total: Progress("sim", total))
-    except (ProgramError, CoreFitError, ImageError, FileNotFoundError, ValueError) as e:
-        return _fail("sim", e)
+    except (CoreFitError, *_input_errors()) as e:
+        return _fail("sim", _message(e))
     except (MismatchError, CoreSimError) as e:
         return _fail("sim", f"{e}\n(run record: {out / 'run.json'})" if (out / "run.json").exists() else e, EXIT_FAIL)
     _print_run(run, out)

@@ -168,7 +168,7 @@ class ModelSpec:
                 value = list(value)
             groups.setdefault(self.sources.get(key, "?"), []).append(f"{key}={value}")
         parts = [f"{', '.join(items)} ({source})" for source, items in groups.items()]
-        return f"{self.name}: " + "; ".join(parts)
+        return f"{self.name} ({self.sources.get('model', 'given')}): " + "; ".join(parts)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs.items()},
@@ -199,7 +199,6 @@ def resolve(*, model_name: str | None = None, args: argparse.Namespace | Mapping
     if registry_name not in list_models():
         raise ModelArgError(f"{name_from} = {name!r}: not a registered model; registered: {', '.join(list_models())} "
                             f"(reference names: {', '.join(sorted(REFERENCE_MODEL_NAMES))})")
-    shown = registry_name if registry_name == name else f"{registry_name} ('{name}')"
 
     for key, value in infer_from_state(state or {}).items():
         kwargs[key], sources[key] = value, "the weights' shapes"
@@ -212,4 +211,4 @@ def resolve(*, model_name: str | None = None, args: argparse.Namespace | Mapping
                 kwargs[key], sources[key] = _typed(key, values[field_name], f"{source} args"), f"args.{field_name}"
     for key, value in (overrides or {}).items():
         kwargs[key], sources[key] = value, "--model-arg"
-    return ModelSpec(shown.split(" ")[0], kwargs, {"model": name_from, **sources})
+    return ModelSpec(registry_name, kwargs, {"model": f"{name_from} {name!r}", **sources})

@@ -2,12 +2,9 @@
 import re
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.xdist_group("digits_core_build")
 def test_python_page_snippet_runs(tmp_path, monkeypatch):
     text = (REPO / "docs" / "python.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)

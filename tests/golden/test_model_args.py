@@ -47,7 +47,7 @@ def test_reference_checkpoint_builds_its_model_with_T_and_kd(tmp_path):
     with torch.no_grad():
         assert torch.equal(built(x), model.eval()(x))
     line = spec.describe()
-    assert line.startswith("metaspikeformer_55m: ") and "(args.time_steps)" in line and "(--model-arg)" in line
+    assert line.startswith("metaspikeformer_55m (args.model 'metaspikformer_8_512'): ") and "(args.time_steps)" in line and "(--model-arg)" in line
 
 
 def test_model_arg_values_are_yaml_and_typed():

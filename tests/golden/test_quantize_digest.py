@@ -2,8 +2,9 @@
 and per-kind registries (issue #12).
 
 Each case quantizes a model for a hardware configuration and hashes what ``hwgen quantize``
-writes: ``program.json`` byte for byte and ``arrays.npz`` by content (every array's name, in
-order, dtype, shape and bytes: the zip container itself holds timestamps). Where the
+writes: ``program.json`` byte for byte but for the copy of the hardware configuration in its
+header, and ``arrays.npz`` by content (every array's name, in order, dtype, shape and bytes: the
+zip container itself holds timestamps). Where the
 configuration describes a core, the compiled core image (instruction words, parameter and
 tensor placement) is hashed too, or the refusal's message when the core cannot run it.
 
@@ -111,14 +112,22 @@ def array_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def program_digest(program: Program) -> dict[str, str]:
-    """sha256 of ``program.json`` and of ``arrays.npz``'s contents, as written to disk."""
+def program_digest(program: Program, hw) -> dict[str, str]:
+    """sha256 of ``program.json`` and of ``arrays.npz``'s contents, as written to disk.
+
+    The header's ``hw`` and ``hw_hash`` are the configuration's own ``to_dict()`` and ``hash``
+    (contract/config.py, which changes with the hardware's schema): they are checked equal to
+    them and left out of the digest, which covers every other byte of the file."""
     with tempfile.TemporaryDirectory() as tmp:
         write_program_files(program, Path(tmp))
-        text = (Path(tmp) / "program.json").read_bytes()
+        text = (Path(tmp) / "program.json").read_text()
         with np.load(Path(tmp) / "arrays.npz") as npz:
             arrays = {k: npz[k] for k in npz.files}
-    return {"program.json": hashlib.sha256(text).hexdigest(), "arrays.npz": array_digest(arrays)}
+    doc = json.loads(text)
+    assert json.dumps(doc, indent=1) + "\n" == text       # so re-serialising keeps every byte
+    assert doc["header"].pop("hw") == hw.to_dict() and doc["header"].pop("hw_hash") == hw.hash
+    rest = json.dumps(doc, indent=1) + "\n"
+    return {"program.json": hashlib.sha256(rest.encode()).hexdigest(), "arrays.npz": array_digest(arrays)}
 
 
 def image_digest(program: Program, hw) -> str:
@@ -143,7 +152,7 @@ def case_digest(case: str) -> dict[str, str]:
         program = quantize(folded, hw, input_shape=SHAPE, **options)
     except QuantizationError as e:
         return {"refused": hashlib.sha256(str(e).encode()).hexdigest()}
-    out = program_digest(program)
+    out = program_digest(program, hw)
     if hw.core is not None:
         out["core image"] = image_digest(program, hw)
     return out
@@ -152,52 +161,52 @@ def case_digest(case: str) -> dict[str, str]:
 # computed from commit 99ac307, before the quantizer, the engine or the compiler were changed
 EXPECTED: dict[str, dict[str, str]] = {
     'digits16_sdsa3_t1': {
-        'program.json': '83dbb02297abb25a082f81f710db19e5ada173173abeb283c0dd6424c689eff3',
+        'program.json': 'e9a021e06fb762331e77904e23f7a3976ca721165c39a9346f0447f75e73ea0c',
         'arrays.npz': '3abb8417f361416c22d9ecd3760bc549747b80265f84e6ee515945c397d8b761',
         'core image': 'caccb3acfdacefdd90faecfecfaae76bba87a06b55149d140be6a5ffdad9e85e',
     },
     'digits_sdsa1_t1': {
-        'program.json': '5afba2298bde4e0cee610149d04f82f12dacc1a8664be7e875707890ebfad879',
+        'program.json': 'edac863c2915f38405d70452f9f3cee06eb3b64dcf452f2dfe06f32cace958af',
         'arrays.npz': 'bd101623362b901fca4071ed9e2a71d07dc9e08137eb428c2bd6da7350876386',
         'core image': 'c9a103d8a821f76cc573c433ce1044b70c4374c186a783544ea47c6edc12502e',
     },
     'digits_sdsa3_t1': {
-        'program.json': '1b9e1355672799ccedef61fc5d683485833af9ab78e45a25207d5d93dc5a4370',
+        'program.json': 'e9a021e06fb762331e77904e23f7a3976ca721165c39a9346f0447f75e73ea0c',
         'arrays.npz': '3abb8417f361416c22d9ecd3760bc549747b80265f84e6ee515945c397d8b761',
         'core image': '1e50416427e6baa3d15e9adc037019c1e8d26c6041d1284b03f0c68ba8f507ee',
     },
     'digits_sdsa3_t4': {
-        'program.json': '3fead82712e3d37c186b8a38dd4ee979743d21f71685665515ae81a5e197fba4',
+        'program.json': 'db966c77844cb095b15932da461d251681498d73710e0ac1c32610289ba6c1e0',
         'arrays.npz': '4267a5731bb94660b4f5dd366d03c95b422f3d4d2e0fe672f7636c8ad6a0e487',
         'core image': 'fed2ee0fbf0fa4020be456bea315c7c2c5e8d3b8ba8953fb669b2b734be7805b',
     },
     'digits_sdsa3_t4_th6': {
-        'program.json': '3257d4dd01f81e619485523f3740bea970092ec251f6461f2255f1946495c53f',
+        'program.json': '55468b3b193c62013d3063a4d830485377b877538f60f6410d1162ff6d8285d4',
         'arrays.npz': 'df774461bf09d77f89c0972f9de53e35a120535b4c1084fb0030953df9ec88ee',
         'core image': '02d593a0865ecd5ec1c73baa750eb4b69af047007c15115d45e601e483cba5f5',
     },
     'digits_sdsa3_t4_w4': {
-        'program.json': 'c7956f972c6e1a820890b1f31ca031485c526cba4763afeeadbb6da961893b75',
+        'program.json': '1329f62786026e56f964975b2a9d3d00ba2dfdab91781af9a6d2cd30995173e2',
         'arrays.npz': 'f21af3c6c8f23856ccce972f2b25d2ea7ca20be1eca86ab80e326be5c2bea68d',
         'core image': '4adc5448df2679d9e6bcf837e4a191bf10097be7ce355d7c98bcc6f144b3a45d',
     },
     'tiny_sdsa2_core': {
-        'program.json': '57b61c0699776a33dd4d6bf59e1efadc78ce5cf2314f19cce075bd9673d6a5f0',
+        'program.json': 'de164a217791fc2dffa92829f8a40a7fad9ba65508e6747d04dbc87934a6a790',
         'arrays.npz': '1bbf3e2fa196152a2341849b20c68bfa3f0287e18ce6b0ca43b5bc959cc03acb',
         'core image': 'bf53e9927bd72927d9072e41f3eb4056373319d650d4c5c14d8dfbe9bc97e774',
     },
     'tiny_sdsa2_kd': {
-        'program.json': 'e986c1349ea3e671031215e5dfd883ea95ddaf0ff4f6ec2a9436a5b4929dad14',
+        'program.json': 'e1fdcea4dc19ad32c5ce778faec0993e4ddcff3f63615d4a3046899ed7a292ab',
         'arrays.npz': '98257e009d8e24b6396102ecf9d38966d48fed2e943915b08d0c39cdf9e8cc7e',
         'core image': 'refused: 26920a1487d56484eadc5332505874fcad833873f325c88eb57fbe772a9fc1ac',
     },
     'tiny_sdsa4_signed': {
-        'program.json': '1d04c3c8f79e3ac935827f65cb2cd3a60db135ce6105782af9934e2bb241912e',
+        'program.json': 'a10c49fbfefb1a788cf354cb5d48df9753bbfc2c28bab2adafa07b067cf29fd5',
         'arrays.npz': '012e260a865696cbe444db055ce9363413ce1eb96307b54dd5f2eab22347c7a7',
         'core image': 'refused: f80c34dae0c08de05f7b2e18816fac612d48121a275f07be99ea7b69f4878c53',
     },
     'tiny_t4': {
-        'program.json': '00b688ab34a6d1abe2fe3312f73d7b54c23419d500e5428579839f97827e8219',
+        'program.json': '2d9e630a9e863fe5d62597e84fcb1afbbcc1a93458e4098d2066f9c37fe5bf23',
         'arrays.npz': '80025618dae4c3e16067cd1d73e38fa26f96a0661d6e18884f8d77c33d6a378e',
         'core image': 'refused: 4a366f18a2c3c2854fa5966b92072e15b21d7891cdc8a3c2fd2f291f16e5a330',
     },
@@ -208,7 +217,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         'refused': '5e131070f3afc7cab896e65e05ea1b08b26213c3114bc6a8f7c22e1d7692630e',
     },
     'tiny_w6_mse': {
-        'program.json': 'b5ed2981f98db60564c7b0bd98e1ad864f93f7920b8673714b40b289ad596c26',
+        'program.json': '9c1e57b2fbc6df172e4b4d31f987e95c4fc320e6b2d6608280bae6f480ed1b5d',
         'arrays.npz': 'b56e4a9b2d88199fa75058f9be86aca13cc1bc10809ad6d0124da2f3a5187b57',
         'core image': 'refused: 32ba800f8fd94481d2083e9e67ed5544b991fede641a805d3b1e98d434930603',
     },

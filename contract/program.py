@@ -21,12 +21,44 @@ import numpy as np
 
 from contract.fsutil import atomic_output_dir
 
-__all__ = ["FORMAT", "VERSION", "KINDS", "Layer", "Program", "save_program", "load_program", "ProgramError"]
+__all__ = ["FORMAT", "VERSION", "KINDS", "KindFormat", "check_registry", "Layer", "Program", "save_program",
+           "load_program", "ProgramError"]
 
 FORMAT = "spikeforge-program"
 VERSION = 1
-KINDS = ("conv", "lif", "sdsa", "mask", "token_sum", "linear", "readout")
 INPUT = "input"
+
+
+@dataclass(frozen=True)
+class KindFormat:
+    """What the program format fixes about the tensor a layer kind produces (docs/program.md)."""
+
+    output: str                 # "spikes" (0/1, the spike memory) or "ints" (two's complement integers)
+    per_timestep: bool = True   # [T, ...]; False: one value per image (the readout's logits)
+
+
+#: The layer kinds a program may hold, in execution-engine order. Each side keys its own registry
+#: by these names and checks it covers exactly them (:func:`check_registry`): ``golden.kinds``
+#: (quantize rule, integer engine) and ``hwgen.compiler.kinds`` (instruction, unit, cycle
+#: bound). docs/adding-a-layer-kind.md lists what a new kind needs.
+KINDS: dict[str, KindFormat] = {
+    "conv": KindFormat("ints"),
+    "lif": KindFormat("spikes"),
+    "sdsa": KindFormat("ints"),
+    "mask": KindFormat("spikes"),
+    "token_sum": KindFormat("ints"),
+    "linear": KindFormat("ints"),
+    "readout": KindFormat("ints", per_timestep=False),
+}
+
+
+def check_registry(registry: str, names) -> None:
+    """Raise unless ``names`` (the keys of a per-kind registry) are exactly :data:`KINDS`."""
+    missing, extra = [k for k in KINDS if k not in names], [k for k in names if k not in KINDS]
+    if missing or extra:
+        raise RuntimeError(f"{registry}: " + "; ".join(
+            ([f"no entry for kind(s) {', '.join(missing)}"] if missing else [])
+            + ([f"kind(s) {', '.join(extra)} are not in contract.program.KINDS"] if extra else [])))
 
 
 class ProgramError(ValueError):

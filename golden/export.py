@@ -120,6 +120,8 @@ def replay(program: Program, traces: dict[str, np.ndarray]) -> list[str]:
     """Run every layer on its inputs *taken from the traces* and compare with the traced output.
     Returns the mismatches (empty when the export replays bit-exactly)."""
     from contract.compare import first_mismatch
+    from contract.program import KINDS
+    from golden.kinds import golden_kind
 
     engine = IntegerEngine(program)
     T = program.T
@@ -128,9 +130,13 @@ def replay(program: Program, traces: dict[str, np.ndarray]) -> list[str]:
     problems = []
     for layer in program.layers:
         out = engine.run_layer(layer, *(env[n] for n in layer.inputs))
-        got = {layer.name: out} if layer.kind != "lif" else {layer.name: out[0], f"{layer.name}.membrane": out[1]}
+        membrane = golden_kind(layer.kind).membrane_output
+        got = {layer.name: out[0], f"{layer.name}.membrane": out[1]} if membrane else {layer.name: out}
         for name, value in got.items():
-            axes = ("timestep", "image", "channel", "y", "x")[: value.dim()] if layer.kind != "readout" else ("image", "class")
+            if KINDS[layer.kind].per_timestep:
+                axes = ("timestep", "image", "channel", "y", "x")[: value.dim()]
+            else:
+                axes = ("image", "class")
             found = first_mismatch(env[name].numpy(), value.to(torch.int64).numpy(), axes)
             if found is not None:
                 idx, e, g = found

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from contract.config import HwConfig
 from contract.program import INPUT, Layer, Program
+from golden.kinds import golden_kind
 from golden.lif import lif_integer
 from golden.quantize import quantize_input
 
@@ -74,36 +75,39 @@ class IntegerEngine:
 
     # -- layers -------------------------------------------------------------------------
     def run_layer(self, layer: Layer, *xs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """One layer on its integer inputs (``[T, B, ...]``). LIF layers return (spikes, membranes)."""
-        kind = layer.kind
+        """One layer on its integer inputs (``[T, B, ...]``), by the engine method its kind names
+        (``golden.kinds``). LIF layers return (spikes, membranes)."""
+        return getattr(self, golden_kind(layer.kind).engine)(layer, *xs)
+
+    def _conv(self, layer: Layer, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         a = layer.attrs
-        if kind == "conv":
-            bound = max(abs(a["bound"][0]), abs(a["bound"][1]))
-            y = conv_integer(xs[0], self._param(layer, "weight"), self._param(layer, "bias"), stride=a["stride"],
-                             padding=a["padding"], groups=a["groups"], bound=bound)
-            if a["residual"] is not None:
-                y = y + xs[1]
-            return y
-        if kind == "lif":
-            cur = xs[0] << a["input_shift"]
-            th = self._param(layer, "threshold")
-            th = th.reshape(-1, *([1] * (cur.dim() - 3)))  # channel axis is 2
-            spikes, membranes = lif_integer(cur, th, self.lif_cfg)
-            return spikes.to(torch.int8), membranes
-        if kind == "sdsa":
-            return self._sdsa(layer, *xs)
-        if kind == "mask":
-            mask, v = xs
-            return (v * mask).to(torch.int8)
-        if kind == "token_sum":
-            return xs[0].flatten(3).sum(3)
-        if kind == "linear":
-            dt = _exact_float(self._param(layer, "weight").abs().sum(1).max().item())
-            y = xs[0].to(dt) @ self._param(layer, "weight", dt).T
-            return y.to(torch.int64) + self._param(layer, "bias")
-        if kind == "readout":
-            return sum(h.sum(0) for h in xs)
-        raise ValueError(f"{layer.name}: unknown kind {kind!r}")
+        bound = max(abs(a["bound"][0]), abs(a["bound"][1]))
+        y = conv_integer(x, self._param(layer, "weight"), self._param(layer, "bias"), stride=a["stride"],
+                         padding=a["padding"], groups=a["groups"], bound=bound)
+        if a["residual"] is not None:
+            y = y + residual
+        return y
+
+    def _lif(self, layer: Layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cur = x << layer.attrs["input_shift"]
+        th = self._param(layer, "threshold")
+        th = th.reshape(-1, *([1] * (cur.dim() - 3)))  # channel axis is 2
+        spikes, membranes = lif_integer(cur, th, self.lif_cfg)
+        return spikes.to(torch.int8), membranes
+
+    def _mask(self, layer: Layer, mask: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (v * mask).to(torch.int8)
+
+    def _token_sum(self, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(3).sum(3)
+
+    def _linear(self, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+        dt = _exact_float(self._param(layer, "weight").abs().sum(1).max().item())
+        y = x.to(dt) @ self._param(layer, "weight", dt).T
+        return y.to(torch.int64) + self._param(layer, "bias")
+
+    def _readout(self, layer: Layer, *heads: torch.Tensor) -> torch.Tensor:
+        return sum(h.sum(0) for h in heads)
 
     def _sdsa(self, layer: Layer, *xs: torch.Tensor) -> torch.Tensor:
         a = layer.attrs
@@ -141,7 +145,7 @@ class IntegerEngine:
                 last_use[n] = i
         for i, layer in enumerate(self.program.layers):
             out = self.run_layer(layer, *(env[n] for n in layer.inputs))
-            if layer.kind == "lif":
+            if golden_kind(layer.kind).membrane_output:
                 env[layer.name], env[f"{layer.name}.membrane"] = out
             else:
                 env[layer.name] = out

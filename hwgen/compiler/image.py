@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract.config import HwConfig
-from contract.program import INPUT, Layer, Program
+from contract.program import Layer, Program
+from hwgen.compiler.kinds import core_kind
 from hwgen.compiler.padding import pad_heads
-from hwgen.compiler.placement import ParameterPlacement, place_parameters
+from hwgen.compiler.placement import LayerPlacement, ParameterPlacement, place_parameters
 from hwgen.core.isa import Op, Target, instruction_layout, pack
 
-__all__ = ["CoreFitError", "Region", "CoreImage", "compile_program"]
+__all__ = ["CoreFitError", "Region", "CoreImage", "Compilation", "compile_program"]
 
 
 class CoreFitError(ValueError):
@@ -164,9 +165,61 @@ def _same_section(program: Program, hw: HwConfig, section: str, keys=None) -> No
                                f"{want.get(key)!r} ({hw.source}); quantize again with this configuration")
 
 
+class Compilation:
+    """What the per-kind instruction builders (:mod:`hwgen.compiler.kinds`) use while one
+    program is compiled: the core's configuration, the placed parameters, and the tensor
+    memories with every region placed so far."""
+
+    def __init__(self, hw: HwConfig, T: int, placement: ParameterPlacement, layers: dict[str, Layer],
+                 channel_maps: dict[str, np.ndarray]):
+        self.hw, self.T, self.lanes = hw, T, hw.lif.lanes
+        self.placement = placement
+        self.layers = layers                # every layer of the (padded) program, by name
+        self.channel_maps = channel_maps
+        self.mems = {"ints": _Allocator("ints", hw.core.int_depth), "spikes": _Allocator("spikes", hw.core.spike_depth)}
+        self.regions: dict[str, Region] = {}
+        self.preloaded: list[str] = []
+
+    def need(self, cond: bool, layer: Layer, what: str) -> None:
+        """Refuse ``layer`` with ``what`` unless ``cond``."""
+        if not cond:
+            raise CoreFitError(f"{layer.name} ({layer.kind}): {what}")
+
+    def words(self, channels: int) -> int:
+        return math.ceil(channels / self.lanes)
+
+    def placed(self, layer: Layer) -> LayerPlacement:
+        return self.placement.layers[layer.name]
+
+    def place(self, name: str, memory: str, positions: int, channels: int, shape, timesteps: int | None = None) -> Region:
+        """Allocate the region of tensor ``name`` in ``memory`` (``"ints"`` or ``"spikes"``)."""
+        timesteps = self.T if timesteps is None else timesteps
+        size = timesteps * positions * self.words(channels)
+        base = self.mems[memory].alloc(size, name)
+        self.regions[name] = Region(memory, base, timesteps, positions, self.words(channels), channels, tuple(shape),
+                                    self.channel_maps.get(name))
+        return self.regions[name]
+
+    def tensor(self, name: str, layer: Layer) -> Region:
+        """The region of an input tensor, placing it for preloading when a slice starts after it."""
+        if name in self.regions:
+            return self.regions[name]
+        src = core_kind(self.layers[name].kind)
+        shape = tuple(self.layers[name].shape)
+        channels = shape[0]
+        positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        self.preloaded.append(name)
+        return self.place(name, src.memory, positions, channels, shape, self.T if src.per_timestep else 1)
+
+    def release(self, name: str) -> None:
+        r = self.regions[name]
+        self.mems[r.memory].release(r.base, r.size)
+
+
 def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = None) -> CoreImage:
     """Compile ``program`` (or the ``layers`` slice of it: tensors it reads from earlier layers
-    become preloaded inputs) for the core described by ``hw``."""
+    become preloaded inputs) for the core described by ``hw``: one instruction per layer, built
+    by its kind (:mod:`hwgen.compiler.kinds`)."""
     if hw.core is None:
         raise CoreFitError(f"{hw.source}: no 'core' section: this configuration describes no core")
     # the semantics must agree; capacities are checked layer by layer below
@@ -175,7 +228,7 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
     _same_section(program, hw, "accumulator", ["lanes", "weight_width", "accumulator_width", "bias_width",
                                                "input_bits"])
     L, T = hw.lif.lanes, program.T
-    acc, lif, sdsa = hw.accumulator, hw.lif, hw.sdsa
+    lif = hw.lif
     program, channel_maps = pad_heads(program, L, (1 << lif.threshold_width) - 1)
     by_name = {l.name: l for l in program.layers}
     if layers is not None:
@@ -185,7 +238,6 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
     placement = place_parameters(Program({**program.header, "hw": hw.to_dict()}, program.layers, program.arrays))
     for line in placement.shortfalls():
         raise CoreFitError(line.replace("the hardware has", "the core has"))
-    placed = placement.layers
     todo = list(program.layers)
     if len(todo) + 1 > hw.core.program_depth:
         raise CoreFitError(f"program: {len(todo)} layers + END need {len(todo) + 1} instructions, the core holds "
@@ -193,124 +245,17 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
     if T > lif.max_timesteps:
         raise CoreFitError(f"program: T = {T} > lif.max_timesteps = {lif.max_timesteps}")
 
-    mems = {"ints": _Allocator("ints", hw.core.int_depth), "spikes": _Allocator("spikes", hw.core.spike_depth)}
-    regions: dict[str, Region] = {}
-    preloaded: list[str] = []
+    c = Compilation(hw, T, placement, by_name, channel_maps)
     last_use = {}
     for i, layer in enumerate(todo):
         for n in layer.inputs:
             last_use[n] = i
-
-    def need(cond: bool, layer: Layer, what: str) -> None:
-        if not cond:
-            raise CoreFitError(f"{layer.name} ({layer.kind}): {what}")
-
-    def words_of(channels: int) -> int:
-        return math.ceil(channels / L)
-
-    def place(name: str, memory: str, positions: int, channels: int, shape, timesteps: int = T) -> Region:
-        size = timesteps * positions * words_of(channels)
-        base = mems[memory].alloc(size, name)
-        regions[name] = Region(memory, base, timesteps, positions, words_of(channels), channels, tuple(shape),
-                               channel_maps.get(name))
-        return regions[name]
-
-    def tensor(name: str, layer: Layer) -> Region:
-        """The region of an input tensor, placing it for preloading when a slice starts after it."""
-        if name in regions:
-            return regions[name]
-        src = by_name[name]
-        kind = "spikes" if src.kind in ("lif", "mask") else "ints"
-        shape = tuple(src.shape)
-        channels = shape[0]
-        positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        preloaded.append(name)
-        return place(name, kind, positions, channels, shape, 1 if src.kind == "readout" else T)
-
     instructions, outputs = [], []
     for i, layer in enumerate(todo):
-        a, kind = layer.attrs, layer.kind
-        out_shape = tuple(layer.shape)
-        if kind in ("conv", "linear"):
-            d = placed[layer.name].descriptor
-            if kind == "conv":
-                c_in, h, w = a["in_shape"]
-                pixels = a["input"] == "pixels"
-                need(d["words"] == words_of(a["out_channels"]), layer,
-                     f"grouped conv with {a['out_channels'] // a['groups']} output channels per group: the core "
-                     f"needs them in multiples of lanes ({L})")
-                need(a["kernel"] <= acc.max_kernel, layer, f"kernel {a['kernel']} > accumulator.max_kernel {acc.max_kernel}")
-                need(max(h, w) <= acc.max_size, layer, f"input {h}x{w} > accumulator.max_size {acc.max_size}")
-            else:
-                c_in, h, w, pixels = a["in_features"], 1, 1, False
-            need(c_in <= acc.max_channels, layer, f"{c_in} input channels > accumulator.max_channels {acc.max_channels}")
-            need(d["drain_words"] <= acc.accumulator_depth, layer,
-                 f"needs {d['drain_words']} accumulator words, the array has {acc.accumulator_depth}")
-            if pixels:
-                need(layer.inputs[0] == INPUT, layer, "pixel input must be the image")
-                need(c_in * h * w <= hw.core.pixel_depth, layer,
-                     f"the image has {c_in * h * w} pixels, core.pixel_depth is {hw.core.pixel_depth}")
-                src_base, src_step, in_words = 0, 0, c_in       # the image is the same every timestep
-            else:
-                src = tensor(layer.inputs[0], layer)
-                src_base, src_step, in_words = src.base, src.step, src.words
-            res = tensor(a["residual"], layer) if kind == "conv" and a.get("residual") else None
-            positions = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
-            out = place(layer.name, "ints", positions, out_shape[0], out_shape)
-            if res is not None:
-                need(res.step == out.step, layer, "residual and output differ in shape")
-            fields = dict(op=Op.CONV, timesteps=T, a_base=src_base, a_step=src_step, in_h=h, in_w=w,
-                          in_words=in_words, pixels=int(pixels), dst_base=out.base, dst_step=out.step, desc=d)
-            if res is not None:
-                fields.update(residual=1, b_base=res.base, b_step=res.step)
-        elif kind == "lif":
-            src = tensor(layer.inputs[0], layer)
-            channels = a["channels"]
-            beats = src.step
-            need(beats <= lif.beats, layer, f"{beats * L} neurons, the LIF core holds {lif.neurons} (lif.neurons)")
-            # channels past C in the last word of a position: zero currents, the largest
-            # threshold (hwgen.compiler.placement pads them), so they never fire and stay zero downstream
-            out = place(layer.name, "spikes", src.positions, channels, out_shape)
-            fields = dict(op=Op.LIF, timesteps=T, a_base=src.base, dst_base=out.base, beats=beats,
-                          count=T * beats, thr_base=placed[layer.name].threshold_offset, thr_rows=src.words,
-                          input_shift=a["input_shift"])
-        elif kind == "sdsa":
-            q, k, v = (tensor(a[f], layer) if a.get(f) else None for f in ("q", "k", "v"))
-            heads, d, n = a["heads"], a["head_dim"], a["tokens"]
-            need(a["variant"] == sdsa.variant, layer, f"SDSA-{a['variant']}, the core has SDSA-{sdsa.variant}")
-            need(d % L == 0, layer, f"head dimension {d}: the core needs a multiple of lanes ({L})")
-            need(heads <= sdsa.heads and d <= sdsa.head_dim and n <= sdsa.max_tokens, layer,
-                 f"{heads} heads of {d} over {n} tokens exceed the SDSA unit ({sdsa.heads} x {sdsa.head_dim}, "
-                 f"{sdsa.max_tokens} tokens)")
-            positions = n if sdsa.attention_matrix else 1
-            out = place(layer.name, "ints", positions, heads * d, out_shape)
-            fields = dict(op=Op.SDSA, timesteps=T, a_base=q.base, a_step=q.step,
-                          b_base=k.base if k else 0, c_base=v.base if v else 0, dst_base=out.base,
-                          dst_step=out.step, tokens=n, heads=heads, head_dim=d, head_words=d // L,
-                          in_words=q.words)
-        elif kind == "mask":
-            mask, v = (tensor(n, layer) for n in layer.inputs)
-            out = place(layer.name, "spikes", v.positions, v.channels, out_shape)
-            fields = dict(op=Op.MASK, timesteps=T, a_base=v.base, b_base=mask.base, b_step=mask.step,
-                          dst_base=out.base, tokens=v.positions, in_words=v.words, count=v.size)
-        elif kind == "token_sum":
-            src = tensor(layer.inputs[0], layer)
-            out = place(layer.name, "ints", 1, src.channels, out_shape)
-            fields = dict(op=Op.REDUCE, a_base=src.base, a_step=src.step, outer=T, count=src.positions,
-                          in_stride=src.words, in_words=src.words, dst_base=out.base)
-        elif kind == "readout":
-            need(len(layer.inputs) == 1, layer, f"{len(layer.inputs)} heads: the core sums one head")
-            src = tensor(layer.inputs[0], layer)
-            out = place(layer.name, "ints", 1, src.channels, out_shape, timesteps=1)
-            fields = dict(op=Op.REDUCE, a_base=src.base, a_step=0, outer=1, count=T, in_stride=src.step,
-                          in_words=src.words, dst_base=out.base)
-        else:
-            raise CoreFitError(f"{layer.name}: layer kind {kind!r} has no instruction")
-        instructions.append(fields)
+        instructions.append(core_kind(layer.kind).instruction(c, layer))
         outputs.append(layer.name)
         for n in set(layer.inputs):
-            if last_use.get(n) == i and n in regions:
-                r = regions[n]
-                mems[r.memory].release(r.base, r.size)
-    return CoreImage(hw, program, instructions, regions, list(todo), outputs, preloaded,
-                     {name: alloc.peak for name, alloc in mems.items()}, placement)
+            if last_use.get(n) == i and n in c.regions:
+                c.release(n)
+    return CoreImage(hw, program, instructions, c.regions, list(todo), outputs, c.preloaded,
+                     {name: alloc.peak for name, alloc in c.mems.items()}, placement)

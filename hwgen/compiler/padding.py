@@ -23,8 +23,9 @@ import copy
 import numpy as np
 
 from contract.program import Program
+from hwgen.compiler.kinds import core_kind
 
-__all__ = ["PaddingError", "pad_heads"]
+__all__ = ["PaddingError", "Padder", "pad_heads"]
 
 
 class PaddingError(ValueError):
@@ -35,21 +36,56 @@ def _index(heads: int, d: int, d_pad: int) -> np.ndarray:
     return np.array([h * d_pad + i for h in range(heads) for i in range(d)], dtype=np.int64)
 
 
+class Padder:
+    """What the per-kind padding rules (``CoreKind.pad`` in :mod:`hwgen.compiler.kinds`) use:
+    the padded tensors' channel maps and widths, and the program's arrays, rewritten."""
+
+    def __init__(self, program: Program, maps: dict[str, np.ndarray], widths: dict[str, int], threshold_max: int):
+        self.program, self.maps, self.widths, self.threshold_max = program, maps, widths, threshold_max
+        self.arrays = dict(program.arrays)
+
+    def width(self, name: str) -> int:
+        """Padded channel count of tensor ``name``."""
+        return self.widths[name]
+
+    def array(self, layer, role: str) -> np.ndarray:
+        """The layer's array as the unpadded program has it."""
+        return self.program.arrays[layer.arrays[role]]
+
+    def current(self, layer, role: str) -> np.ndarray:
+        """The layer's array as rewritten so far."""
+        return self.arrays[layer.arrays[role]]
+
+    @staticmethod
+    def pad_rows(array: np.ndarray, index, width: int, fill=0) -> np.ndarray:
+        out = np.full((width, *array.shape[1:]), fill, dtype=np.promote_types(array.dtype, np.min_scalar_type(fill)))
+        out[index] = array
+        return out
+
+    def put(self, layer, role: str, value: np.ndarray) -> None:
+        key = f"{layer.arrays[role]}#padded"
+        self.arrays[key] = value
+        layer.arrays[role] = key
+
+    @staticmethod
+    def refuse(message: str):
+        raise PaddingError(message)
+
+
 def pad_heads(program: Program, lanes: int, threshold_max: int) -> tuple[Program, dict[str, np.ndarray]]:
     """(padded program, {tensor: padded index of each real channel}); the program itself when
     every head dimension is a multiple of ``lanes``."""
     maps: dict[str, np.ndarray] = {}
     widths: dict[str, int] = {}
     for layer in program.layers:
-        a = layer.attrs
-        if layer.kind != "sdsa" or a["head_dim"] % lanes == 0:
+        geometry = core_kind(layer.kind).heads(layer)
+        if geometry is None or geometry[1] % lanes == 0:
             continue
-        heads, d = a["heads"], a["head_dim"]
+        heads, d, tensors = geometry
         d_pad = -(-d // lanes) * lanes
         index = _index(heads, d, d_pad)
-        for name in (a["q"], a["k"], a["v"], layer.name):
-            if name:
-                maps[name], widths[name] = index, heads * d_pad
+        for name in tensors:
+            maps[name], widths[name] = index, heads * d_pad
     if not maps:
         return program, {}
 
@@ -59,66 +95,28 @@ def pad_heads(program: Program, lanes: int, threshold_max: int) -> tuple[Program
     for layer in layers:
         for n in layer.inputs:
             readers.setdefault(n, []).append(layer)
-    # the currents of the q/k/v LIFs are padded too; so is whatever the attention output feeds
-    # up to the next conv (the attention LIF, the SDSA-1/2 mask)
+    # the currents of the q/k/v LIFs are padded too (a LIF's channel c reads current channel c);
+    # so is whatever the attention output feeds up to the next conv (the attention LIF, the
+    # SDSA-1/2 mask)
     for name in list(maps):
         producer = by_name[name]
-        if producer.kind == "lif":
+        if core_kind(producer.kind).channelwise and len(producer.inputs) == 1:
             src = producer.inputs[0]
-            if by_name[src].kind != "conv" or len(readers[src]) != 1:
+            if not core_kind(by_name[src].kind).zero_rows or len(readers[src]) != 1:
                 raise PaddingError(f"{src}: feeds {name} and is not a conv read by it alone: cannot pad its heads")
             maps[src], widths[src] = maps[name], widths[name]
-    frontier = [n for n, l in by_name.items() if l.kind == "sdsa" and n in maps]
+    frontier = [n for n, l in by_name.items() if core_kind(l.kind).heads(l) is not None and n in maps]
     while frontier:
         name = frontier.pop()
         for reader in readers.get(name, []):
-            if reader.kind in ("lif", "mask") and reader.name not in maps:
+            if core_kind(reader.kind).channelwise and reader.name not in maps:
                 maps[reader.name], widths[reader.name] = maps[name], widths[name]
                 frontier.append(reader.name)
 
-    arrays = dict(program.arrays)
-
-    def pad_rows(array: np.ndarray, index, width: int, fill=0) -> np.ndarray:
-        out = np.full((width, *array.shape[1:]), fill, dtype=np.promote_types(array.dtype, np.min_scalar_type(fill)))
-        out[index] = array
-        return out
-
-    def put(layer, role: str, value: np.ndarray) -> None:
-        key = f"{layer.arrays[role]}#padded"
-        arrays[key] = value
-        layer.arrays[role] = key
-
+    p = Padder(program, maps, widths, threshold_max)
     for layer in layers:
-        a = layer.attrs
         out_map = maps.get(layer.name)
-        padded_inputs = [n for n in layer.inputs if n in maps]
-        if layer.kind == "conv":
-            if out_map is not None:
-                put(layer, "weight", pad_rows(program.arrays[layer.arrays["weight"]], out_map, widths[layer.name]))
-                put(layer, "bias", pad_rows(program.arrays[layer.arrays["bias"]], out_map, widths[layer.name]))
-                a["out_channels"] = widths[layer.name]
-            if padded_inputs:
-                src = layer.inputs[0]
-                other = [n for n in padded_inputs if n != src]
-                if other or a["groups"] != 1:
-                    raise PaddingError(f"{layer.name}: reads the padded {(other or [src])[0]} other than as the "
-                                       "spike input of a dense conv")
-                w = arrays[layer.arrays["weight"]]
-                cols = np.zeros((w.shape[0], widths[src], *w.shape[2:]), dtype=w.dtype)
-                cols[:, maps[src]] = w
-                put(layer, "weight", cols)
-                a["in_channels"] = widths[src]
-                a["in_shape"] = [widths[src], *a["in_shape"][1:]]
-        elif layer.kind == "lif" and out_map is not None:
-            put(layer, "threshold", pad_rows(program.arrays[layer.arrays["threshold"]], out_map,
-                                             widths[layer.name], fill=threshold_max))
-            a["channels"] = widths[layer.name]
-        elif layer.kind == "sdsa" and out_map is not None:
-            a["head_dim"] = widths[layer.name] // a["heads"]
-        elif layer.kind in ("mask",) and out_map is not None:
-            pass
-        elif padded_inputs:
-            raise PaddingError(f"{layer.name} ({layer.kind}): reads the padded {padded_inputs[0]}")
+        core_kind(layer.kind).pad(p, layer, out_map, [n for n in layer.inputs if n in maps])
         if out_map is not None:
             layer.shape = [widths[layer.name], *layer.shape[1:]]
-    return Program(program.header, layers, arrays), maps
+    return Program(program.header, layers, p.arrays), maps

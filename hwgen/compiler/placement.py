@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.program import Program
+from hwgen.compiler.kinds import core_kind
 from hwgen.hexfile import write_lanes
 from hwgen.layout import ConvGeometry, bias_words, descriptor, fold_slots, weight_words
 
@@ -78,11 +79,7 @@ class ParameterPlacement:
 
 def conv_geometry(layer) -> ConvGeometry:
     """The accumulator geometry of a conv or linear layer (a linear layer is a 1x1 conv on one position)."""
-    a = layer.attrs
-    if layer.kind == "linear":
-        return ConvGeometry(a["in_features"], a["out_features"], 1, 1)
-    _, h, w = a["in_shape"]
-    return ConvGeometry(a["in_channels"], a["out_channels"], h, w, a["kernel"], a["stride"], a["padding"], a["groups"])
+    return core_kind(layer.kind).geometry(layer)
 
 
 def place_parameters(program: Program) -> ParameterPlacement:
@@ -103,12 +100,11 @@ def place_parameters(program: Program) -> ParameterPlacement:
 
     layers: dict[str, LayerPlacement] = {}
     for layer in program.layers:
-        if layer.kind in ("conv", "linear"):
-            geo = conv_geometry(layer)
-            w = program.array(layer, "weight").astype(np.int64)
-            if layer.kind == "linear":
-                w = w[:, :, None, None]
-            pixels = layer.kind == "conv" and layer.attrs["input"] == "pixels"
+        kind = core_kind(layer.kind)
+        if "weights" in kind.parameters:      # the accumulator array's layers
+            geo = kind.geometry(layer)
+            w = kind.weights(program.array(layer, "weight").astype(np.int64))
+            pixels = kind.pixels(layer)
             # the folded remainder for spike inputs (docs/accumulator.md); not the encoding layer's bit planes
             slots = 0 if pixels else fold_slots(geo, acc_lanes)
             w_off = place("weights", weight_words(w, geo.groups, acc_lanes, fold=slots))
@@ -118,7 +114,7 @@ def place_parameters(program: Program) -> ParameterPlacement:
             desc = descriptor(geo, acc_lanes, w_offset=w_off, b_offset=b_off, signed_planes=signed,
                               fold=slots > 0).as_dict()
             layers[layer.name] = LayerPlacement(weight_offset=w_off, bias_offset=b_off, descriptor=desc)
-        elif layer.kind == "lif":
+        elif "thresholds" in kind.parameters:
             th = program.array(layer, "threshold").astype(np.int64)
             rows = -(-len(th) // lif_lanes)
             padded = np.full(rows * lif_lanes, th_max, dtype=np.int64)  # padding neurons never fire

@@ -84,6 +84,8 @@ class IntegerEngine:
         bound = max(abs(a["bound"][0]), abs(a["bound"][1]))
         y = conv_integer(x, self._param(layer, "weight"), self._param(layer, "bias"), stride=a["stride"],
                          padding=a["padding"], groups=a["groups"], bound=bound)
+        if "border" in layer.arrays:    # the encoding conv's per-position correction at the borders
+            y = y + self._param(layer, "border")
         if a["residual"] is not None:
             y = y + residual
         return y

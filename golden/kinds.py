@@ -147,7 +147,7 @@ class Conv(Kind):
     weights and bias in the stream's per-channel threshold units."""
 
     name, step, engine, stream = "conv", ConvStep, "_conv", True
-    stored = {"weight": np.int32, "bias": np.int32}
+    stored = {"weight": np.int32, "bias": np.int32, "border": np.int32}
 
     def shape(self, g, s: ConvStep):
         c, h, w = g.shapes[s.src]
@@ -169,11 +169,19 @@ class Conv(Kind):
         b = s.bias.double().numpy() * th
         # clipped: with the MSE search a few outlier weights may saturate (docs/arithmetic.md)
         g.arrays[f"{s.name}.weight"] = np.clip(np.rint(w), -g.qmax - 1, g.qmax).astype(np.int64)
-        g.arrays[f"{s.name}.bias"] = np.rint(b).astype(np.int64)
+        g.arrays[f"{s.name}.bias"] = b_int = np.rint(b).astype(np.int64)
+        if s.border is not None:
+            # the encoding conv's border correction (golden.encoding): the whole per-position bias
+            # rounded, minus the channel's bias (zero in the interior, where the two are one value)
+            full = np.rint((s.bias.double().numpy()[:, None, None] + s.border.double().numpy()) * th[:, None, None])
+            g.arrays[f"{s.name}.border"] = full.astype(np.int64) - b_int[:, None, None]
 
     def bound(self, g, s: ConvStep):
         x_lo, x_hi = (0, 1) if s.spike_input else g.input_range
         lo, hi = _weighted_bounds(g.arrays[f"{s.name}.weight"], g.arrays[f"{s.name}.bias"], x_lo, x_hi)
+        if s.border is not None:
+            border = g.arrays[f"{s.name}.border"].reshape(len(lo), -1)
+            lo, hi = lo + border.min(1), hi + border.max(1)
         if s.residual is not None:
             rlo, rhi = g.bounds[s.residual]
             lo, hi = lo + rlo, hi + rhi
@@ -192,7 +200,8 @@ class Conv(Kind):
                        residual=s.residual, input="spikes" if s.spike_input else "pixels",
                        scale=(stream.v_threshold / stream.thresholds.astype(np.float64)).tolist(),
                        acc_bits=_acc_bits(g, s), bound=[int(lo.min()), int(hi.max())], sources=list(s.sources)),
-            arrays={"weight": f"{s.name}.weight", "bias": f"{s.name}.bias"})
+            arrays={"weight": f"{s.name}.weight", "bias": f"{s.name}.bias",
+                    **({"border": f"{s.name}.border"} if s.border is not None else {})})
 
 
 class Lif(Kind):

@@ -43,12 +43,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contract.program import KINDS as PROGRAM_KINDS
+from hwgen.compiler.kinds import UNITS
+
 __all__ = ["RunError", "load_run", "write_report", "add_parser", "run_report",
            "RUN_FORMAT", "RUN_VERSION", "KINDS", "UNITS", "FIGSIZE", "DPI"]
 
 RUN_FORMAT, RUN_VERSION = "spikeforge-run", 1
-KINDS = ("conv", "linear", "lif", "sdsa", "mask", "token_sum", "readout")
-UNITS = ("accumulator", "lif", "sdsa", "vector")
+KINDS = tuple(PROGRAM_KINDS)         # the layer kinds (contract.program.KINDS)
+# UNITS (hwgen.compiler.kinds): the parts of the core that run them, in the legend's order
 UNIT_COLOURS = {"accumulator": "#1f77b4", "lif": "#ff7f0e", "sdsa": "#2ca02c", "vector": "#9467bd"}
 FIGSIZE, DPI = (14, 8), 120
 # Same codes as hwgen.cli; not imported from there because cli imports this module.

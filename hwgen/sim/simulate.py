@@ -17,7 +17,6 @@ performed (accumulator array and SDSA unit, all timesteps).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -32,14 +31,14 @@ from contract.program import Program
 from contract.progress import NullProgress
 from golden.intsim import IntegerEngine
 from hwgen.compiler import CoreImage, compile_program
+from hwgen.compiler.kinds import CORE_KINDS, core_kind
 from hwgen.sim.core import ImageResult, run_core
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "images_for", "load_images", "layer_table", "simulate"]
 
 E_AC_PJ = 0.9
 E_MAC_PJ = 4.6
-UNITS = {"conv": "accumulator", "linear": "accumulator", "lif": "lif", "sdsa": "sdsa",
-         "mask": "vector", "token_sum": "vector", "readout": "vector"}
+UNITS = {name: kind.unit for name, kind in CORE_KINDS.items()}    # layer kind -> the unit that runs it
 
 
 class MismatchError(AssertionError):
@@ -80,7 +79,7 @@ def load_images(program: Program, program_dir: Path, count: int, data: str | Non
 
 
 def _axes(kind: str, ndim: int) -> tuple[str, ...]:
-    if kind == "readout":
+    if not core_kind(kind).per_timestep:
         return ("class",)
     return ("timestep", "channel", "y", "x")[:ndim]
 
@@ -101,10 +100,10 @@ def check_image(image: CoreImage, result: ImageResult, golden: dict, b: int, *, 
 
 
 def _input_rate(layer, golden: dict, b: int) -> float | None:
-    spikes = {"conv": [0], "linear": [0], "sdsa": [0, 1, 2], "mask": [1]}.get(layer.kind)
-    if spikes is None or (layer.kind == "conv" and layer.attrs["input"] == "pixels"):
+    spikes = core_kind(layer.kind).spike_inputs(layer)
+    if not spikes:
         return None
-    names = [layer.inputs[i] for i in spikes if i < len(layer.inputs)]
+    names = [layer.inputs[i] for i in spikes]
     values = [np.asarray(golden[n][:, b]) for n in names]
     return float(np.mean([v.mean() for v in values]))
 
@@ -116,11 +115,7 @@ def _encoding_macs(layer) -> int:
 
 
 def _bound(image: CoreImage, fields: dict, kind: str, additions: int) -> int:
-    if kind in ("conv", "linear", "sdsa"):
-        return math.ceil(additions / image.lanes)
-    if kind in ("lif", "mask"):
-        return fields["count"]
-    return fields["outer"] * fields["count"] * fields["in_words"]      # reductions: words read
+    return core_kind(kind).cycle_bound(fields, additions, image.lanes)
 
 
 def layer_table(image: CoreImage, results: list[ImageResult], rates: list[list[float | None]]) -> list[dict]:

@@ -59,7 +59,7 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
     from golden.fold import fold_model
     from golden.model_args import parse_model_args
     from golden.quantize import quantize
-    from hwgen.compiler.placement import write_memory_images
+    from hwgen.compiler.placement import MemoryFitError, place_parameters, write_memory_images
     from hwgen.inputs import image_source, preprocessing_for_model
 
     hw = _config(hw)
@@ -85,6 +85,9 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
     program.header["input"].update(pixels=f"uint8 0..{pre.levels} after resize and crop",
                                    normalization={"scale": list(pre.scale), "offset": list(pre.offset)})
     program.header["preprocessing"] = pre.as_dict()
+    short = place_parameters(program).shortfalls()      # before the calibration runs: it takes a while
+    if short:
+        raise MemoryFitError("program does not fit: " + "; ".join(short))
     program.header["source"] = {
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
         "sha256": None if checkpoint is None else _sha256(Path(checkpoint)),

@@ -93,6 +93,7 @@ class CoreImage:
     preloaded: list[str] = field(default_factory=list)   # tensors the host writes before a run
     peak: dict[str, int] = field(default_factory=dict)
     placement: ParameterPlacement | None = None           # weights, biases, thresholds
+    constants: dict[str, np.ndarray] = field(default_factory=dict)   # int tensors loaded with the program
 
     @property
     def lanes(self) -> int:
@@ -108,6 +109,8 @@ class CoreImage:
         targets = {"weights": Target.WEIGHTS, "biases": Target.BIASES, "thresholds": Target.THRESHOLDS}
         for name, words in self.placement.images.items():
             loads += [(targets[name], a, w) for a, w in enumerate(pack_lanes(words, self.placement.width(name)))]
+        for name, value in self.constants.items():       # e.g. the encoding conv's border correction
+            loads += self.tensor_loads(name, value[None])
         return loads
 
     def pixel_loads(self, pixels: np.ndarray) -> list[tuple[Target, int, int]]:
@@ -171,14 +174,32 @@ class Compilation:
     memories with every region placed so far."""
 
     def __init__(self, hw: HwConfig, T: int, placement: ParameterPlacement, layers: dict[str, Layer],
-                 channel_maps: dict[str, np.ndarray]):
+                 channel_maps: dict[str, np.ndarray], arrays: dict[str, np.ndarray]):
         self.hw, self.T, self.lanes = hw, T, hw.lif.lanes
+        self.arrays = arrays
         self.placement = placement
         self.layers = layers                # every layer of the (padded) program, by name
         self.channel_maps = channel_maps
         self.mems = {"ints": _Allocator("ints", hw.core.int_depth), "spikes": _Allocator("spikes", hw.core.spike_depth)}
         self.regions: dict[str, Region] = {}
         self.preloaded: list[str] = []
+        self.constants: dict[str, np.ndarray] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}      # tensor -> the tensors stored back to back with it
+        self._reserved: dict[str, int] = {}                # group members not placed yet -> their base
+
+    def adjacent(self, names) -> None:
+        """Store tensors ``names`` (same memory and shape) back to back, in this order, when the
+        first of them is placed: one engine pass then reads them as one longer tensor."""
+        for name in names:
+            self._groups[name] = tuple(names)
+
+    def constant(self, name: str, value: np.ndarray) -> Region:
+        """An int tensor ``value`` ``[C, H, W]`` the program carries (loaded with the weights, the
+        same every timestep and every image): placed once, never freed."""
+        c = value.shape[0]
+        positions = int(np.prod(value.shape[1:]))
+        self.constants[name] = np.asarray(value, dtype=np.int64)
+        return self.place(name, "ints", positions, c, tuple(value.shape), timesteps=1)
 
     def need(self, cond: bool, layer: Layer, what: str) -> None:
         """Refuse ``layer`` with ``what`` unless ``cond``."""
@@ -188,6 +209,9 @@ class Compilation:
     def words(self, channels: int) -> int:
         return math.ceil(channels / self.lanes)
 
+    def array(self, layer: Layer, role: str) -> np.ndarray:
+        return self.arrays[layer.arrays[role]]
+
     def placed(self, layer: Layer) -> LayerPlacement:
         return self.placement.layers[layer.name]
 
@@ -195,7 +219,13 @@ class Compilation:
         """Allocate the region of tensor ``name`` in ``memory`` (``"ints"`` or ``"spikes"``)."""
         timesteps = self.T if timesteps is None else timesteps
         size = timesteps * positions * self.words(channels)
-        base = self.mems[memory].alloc(size, name)
+        group = self._groups.get(name, (name,))
+        if name in self._reserved:
+            base = self._reserved.pop(name)
+        else:
+            base = self.mems[memory].alloc(size * len(group), name)
+            for k, member in enumerate(group[1:], 1):    # the rest of the group follows, in order
+                self._reserved[member] = base + k * size
         self.regions[name] = Region(memory, base, timesteps, positions, self.words(channels), channels, tuple(shape),
                                     self.channel_maps.get(name))
         return self.regions[name]
@@ -245,7 +275,9 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
     if T > lif.max_timesteps:
         raise CoreFitError(f"program: T = {T} > lif.max_timesteps = {lif.max_timesteps}")
 
-    c = Compilation(hw, T, placement, by_name, channel_maps)
+    c = Compilation(hw, T, placement, by_name, channel_maps, program.arrays)
+    for layer in todo:
+        core_kind(layer.kind).arrange(c, layer)
     last_use = {}
     for i, layer in enumerate(todo):
         for n in layer.inputs:
@@ -258,4 +290,4 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
             if last_use.get(n) == i and n in c.regions:
                 c.release(n)
     return CoreImage(hw, program, instructions, c.regions, list(todo), outputs, c.preloaded,
-                     {name: alloc.peak for name, alloc in c.mems.items()}, placement)
+                     {name: alloc.peak for name, alloc in c.mems.items()}, placement, c.constants)

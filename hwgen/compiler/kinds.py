@@ -61,6 +61,10 @@ class CoreKind:
     def instruction(self, c: Compilation, layer: Layer) -> dict:
         raise NotImplementedError
 
+    def arrange(self, c: Compilation, layer: Layer) -> None:
+        """Before any instruction is built: ask for a tensor arrangement the instruction needs
+        (``c.adjacent``)."""
+
     def cycle_bound(self, fields: dict, additions: int, lanes: int) -> int:
         """Words the engine streams, one a cycle (the vector engines)."""
         return fields["outer"] * fields["count"] * fields["in_words"]
@@ -122,6 +126,10 @@ class _Accumulate(CoreKind):
             src = c.tensor(layer.inputs[0], layer)
             src_base, src_step, in_words = src.base, src.step, src.words
         res = c.tensor(residual, layer) if residual else None
+        border = None
+        if "border" in layer.arrays:       # the encoding conv's border correction: a constant residual
+            c.need(res is None, layer, "a border correction and a membrane shortcut in one conv")
+            border = c.constant(f"{layer.name}.border", c.array(layer, "border"))
         out_shape = tuple(layer.shape)
         positions = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
         out = c.place(layer.name, self.memory, positions, out_shape[0], out_shape)
@@ -131,6 +139,8 @@ class _Accumulate(CoreKind):
                       in_words=in_words, pixels=int(pixels), dst_base=out.base, dst_step=out.step, desc=d)
         if res is not None:
             fields.update(residual=1, b_base=res.base, b_step=res.step)
+        if border is not None:           # the same words at every timestep: step 0
+            fields.update(residual=1, b_base=border.base, b_step=0)
         return fields
 
 
@@ -295,16 +305,25 @@ class TokenSum(CoreKind):
 
 
 class Readout(CoreKind):
-    """The reduce engine: the head summed over the timesteps."""
+    """The reduce engine: the head(s) summed over the timesteps. Several heads (the distillation
+    head) are stored back to back, so one pass sums ``heads x T`` blocks."""
 
     name, op, unit = "readout", Op.REDUCE, "vector"
 
+    def arrange(self, c, layer):
+        if len(layer.inputs) > 1:
+            c.adjacent(layer.inputs)
+
     def instruction(self, c, layer):
-        c.need(len(layer.inputs) == 1, layer, f"{len(layer.inputs)} heads: the core sums one head")
-        src = c.tensor(layer.inputs[0], layer)
+        heads = [c.tensor(n, layer) for n in layer.inputs]
+        src = heads[0]
+        for k, (name, r) in enumerate(zip(layer.inputs[1:], heads[1:]), 1):
+            c.need(r.step == src.step and r.base == src.base + k * src.size, layer,
+                   f"head {name} is not stored right after {layer.inputs[k - 1]} (a slice that starts between "
+                   "the heads?)")
         out = c.place(layer.name, self.memory, 1, src.channels, tuple(layer.shape),
                       timesteps=c.T if self.per_timestep else 1)
-        return dict(op=Op.REDUCE, a_base=src.base, a_step=0, outer=1, count=c.T, in_stride=src.step,
+        return dict(op=Op.REDUCE, a_base=src.base, a_step=0, outer=1, count=c.T * len(heads), in_stride=src.step,
                     in_words=src.words, dst_base=out.base)
 
 

@@ -45,7 +45,7 @@ from golden.fold import (
 from golden.quantgraph import QuantGraph, shortfall, signed_bits
 
 __all__ = ["Kind", "GOLDEN_KINDS", "SDSA_VARIANTS", "SdsaVariant", "golden_kind", "kind_of_step",
-           "lif_shift_and_threshold"]
+           "sdsa_variant", "lif_shift_and_threshold"]
 
 
 def lif_shift_and_threshold(v_th: float, unit: float, max_shift: int = 16, res_bits: int = 8):
@@ -63,20 +63,28 @@ def lif_shift_and_threshold(v_th: float, unit: float, max_shift: int = 16, res_b
 
 @dataclass(frozen=True)
 class SdsaVariant:
-    """What the golden side needs to know of one SDSA variant (docs/arithmetic.md, ``sdsa``)."""
+    """What the quantizer needs to know of one SDSA variant (docs/arithmetic.md, ``sdsa``)."""
 
-    inputs: tuple[str, ...]     # the spike tensors it reads, in order
-    matrix: bool                # output per token ``Q (K^T V)`` [C, H, W], or a per-channel count [C, 1, 1]
+    matrix: bool    # an attention value per token, ``scale * Q (K^T V)`` [C, H, W], whose unit is
+                    # ``scale``; else a count per channel over the tokens [C, 1, 1], unit 1
 
 
-#: SDSA-1 counts ``Q AND K``, SDSA-2 counts ``Q``; SDSA-3/4 compute ``Q (K^T V)`` (4 with a learned
-#: threshold); the folded step computes each in float (golden.fold.AttentionStep).
+#: SDSA-1 counts ``Q AND K``, SDSA-2 counts ``Q``, SDSA-3 and 4 compute ``Q (K^T V)`` (4 with a
+#: learned threshold). The float op is golden.fold.AttentionStep, the integer one
+#: golden.intsim.IntegerEngine._sdsa, the unit hwgen.units.sdsa.
 SDSA_VARIANTS = {
-    1: SdsaVariant(("q", "k"), matrix=False),
-    2: SdsaVariant(("q",), matrix=False),
-    3: SdsaVariant(("q", "k", "v"), matrix=True),
-    4: SdsaVariant(("q", "k", "v"), matrix=True),
+    1: SdsaVariant(matrix=False),
+    2: SdsaVariant(matrix=False),
+    3: SdsaVariant(matrix=True),
+    4: SdsaVariant(matrix=True),
 }
+
+
+def sdsa_variant(s: AttentionStep) -> SdsaVariant:
+    try:
+        return SDSA_VARIANTS[s.variant]
+    except KeyError:
+        raise ValueError(f"{s.name}: SDSA-{s.variant} is not one of {sorted(SDSA_VARIANTS)}") from None
 
 
 class Kind:
@@ -260,16 +268,17 @@ class Sdsa(Kind):
 
     def shape(self, g, s: AttentionStep):
         c, h, w = g.shapes[s.q]
-        return [c, h, w] if SDSA_VARIANTS[s.variant].matrix else [c, 1, 1]
+        return [c, h, w] if sdsa_variant(s).matrix else [c, 1, 1]
 
     def lif_threshold(self, g, s: AttentionStep, lif):
-        unit = s.scale if SDSA_VARIANTS[s.variant].matrix else 1.0
+        unit = s.scale if sdsa_variant(s).matrix else 1.0
         q, th0, exact = lif_shift_and_threshold(lif.v_threshold, unit)
         return q, np.full(g.shapes[s.name][0], th0, dtype=np.int64), exact
 
     def bound(self, g, s: AttentionStep):
         c, n, d = self.geometry(g, s)
-        top = n * d if SDSA_VARIANTS[s.variant].matrix else n
+        # binary Q, K, V: an entry of K^T V counts at most n tokens, A sums d of them; a count, n
+        top = n * d if sdsa_variant(s).matrix else n
         return np.zeros(c), np.full(c, top)
 
     def fit(self, g, s):

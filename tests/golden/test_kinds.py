@@ -96,3 +96,20 @@ if pre.kind == "digits":
 """
     assert kinds_compared(text) == {"conv": [1], "lif": [2], "mask": [2], "readout": [3], "token_sum": [4],
                                     "linear": [4]}
+
+
+def test_sdsa_variants_agree_across_model_quantizer_and_config():
+    """A variant is listed by the float model, the quantizer and the hardware configuration:
+    the three lists must be one (docs/adding-a-layer-kind.md, "An SDSA variant")."""
+    import dataclasses
+
+    from contract.config import SdsaConfig
+    from golden.kinds import SDSA_VARIANTS
+    from golden.model import SDSA_VARIANTS as MODEL_VARIANTS
+
+    config = {f.name: f for f in dataclasses.fields(SdsaConfig)}["variant"].metadata["choices"]
+    assert sorted(SDSA_VARIANTS) == sorted(MODEL_VARIANTS) == sorted(config)
+    # the configuration's attention_matrix is the quantizer's matrix
+    for v, row in SDSA_VARIANTS.items():
+        assert SdsaConfig(lanes=4, heads=1, head_dim=4, max_tokens=4, count_width=4, acc_width=8,
+                          variant=v).attention_matrix == row.matrix, v

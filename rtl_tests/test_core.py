@@ -52,7 +52,7 @@ def test_digits_t4_every_layer_and_timestep_exact(digits_t4_run):
 def test_digits_t1_fifty_images_exact_with_accuracy(digits_t1_program, tmp_path):
     """The acceptance run: 50 held-out images at T = 1, every layer checked, classes printed."""
     hw = load_config(CONFIGS / "digits.yaml")
-    run = simulate(digits_t1_program, hw, images=50, out=tmp_path / "run", log=lambda m: None)
+    run = simulate(digits_t1_program, hw, count=50, out=tmp_path / "run", log=lambda m: None)
     totals = run["totals"]
     assert totals["exact_images"] == 50
     predicted = [i["predicted"] for i in run["images"]]
@@ -66,7 +66,7 @@ def test_digits_t1_fifty_images_exact_with_accuracy(digits_t1_program, tmp_path)
 def test_digits_sdsa1_with_mask_exact(digits_sdsa1_program, tmp_path):
     """SDSA-1: the per-channel counts, the attention neuron and the V mask (MASK instruction)."""
     hw = load_config(CONFIGS / "digits_sdsa1.yaml")
-    run = simulate(digits_sdsa1_program, hw, images=6, out=tmp_path / "run", log=lambda m: None)
+    run = simulate(digits_sdsa1_program, hw, count=6, out=tmp_path / "run", log=lambda m: None)
     kinds = {layer["kind"] for layer in run["layers"]}
     assert {"mask", "sdsa", "token_sum", "readout"} <= kinds
     assert run["totals"]["exact_images"] == 6
@@ -78,7 +78,7 @@ def test_digits_on_16_lanes_with_padded_heads_exact(digits16_program, tmp_path):
     hw = load_config(CONFIGS / "digits16.yaml")
     image = compile_program(load_program(digits16_program), hw)
     assert image.regions["block4.0.attn.sdsa"].index is not None
-    run = simulate(digits16_program, hw, images=8, out=tmp_path / "run", log=lambda m: None)
+    run = simulate(digits16_program, hw, count=8, out=tmp_path / "run", log=lambda m: None)
     assert run["totals"]["exact_images"] == 8 and run["lanes"] == 16
 
 

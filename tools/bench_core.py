@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     for ckpt, images in (("digits_sdsa3_t1.pth", args.images), ("digits_sdsa3_t4.pth", max(1, args.images // 4))):
         program = root / ckpt.removesuffix(".pth")
         _program(ckpt, program)
-        run = simulate(program, hw, images=images, out=root / f"run_{program.name}", log=lambda m: None)
+        run = simulate(program, hw, count=images, out=root / f"run_{program.name}", log=lambda m: None)
         t = run["totals"]
         acc = [r for r in run["layers"] if r["unit"] == "accumulator"]
         rows.append((run["T"], images, t["cycles_per_image"], t["bound_per_image"], t["efficiency"],

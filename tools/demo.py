@@ -1,6 +1,6 @@
 """The main demo: a trained Meta-SpikeFormer classifies held-out digits in RTL, bit for bit.
 
-    ./run demo                  (or: python -m tools.demo [--images 50] [--T 1|4] [--retrain])
+    ./run demo                  (or: python -m tools.demo [--count 50] [--T 1|4] [--retrain])
 
 1. the checkpoint: the bundled digits model (``--retrain`` trains it again, about 2 min);
 2. ``hwgen quantize``: fold, quantize to integers, export the program (build/demo/program);
@@ -35,7 +35,7 @@ def _done(t0: float) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=50, help="held-out test images to classify in RTL (default 50)")
+    p.add_argument("--count", type=int, default=50, help="held-out test images to classify in RTL (default 50)")
     p.add_argument("--T", type=int, choices=(1, 4), default=1, help="timesteps: the T=1 or the T=4 checkpoint")
     p.add_argument("--retrain", action="store_true", help="train the checkpoint again instead of reusing it")
     args = p.parse_args(argv)
@@ -65,9 +65,9 @@ def main(argv=None) -> int:
         return 1
     _done(t0)
 
-    t0 = _step(4, f"hwgen sim: {args.images} held-out digits through the core on Verilator, every layer checked "
+    t0 = _step(4, f"hwgen sim: {args.count} held-out digits through the core on Verilator, every layer checked "
                   "against the golden integer engine")
-    if hwgen(["sim", str(program), "--config", str(CONFIG), "--images", str(args.images), "--out", str(out / "run")]):
+    if hwgen(["sim", str(program), "--config", str(CONFIG), "--count", str(args.count), "--out", str(out / "run")]):
         return 1
     _done(t0)
 

@@ -5,7 +5,6 @@
 and the core compiler then handle it without a change."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

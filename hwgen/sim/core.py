@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from hwgen.compiler import CoreImage, from_words
+from hwgen.compiler.kinds import core_kind
 from hwgen.core.isa import Target, address_width
 from hwgen.core.top import NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
@@ -144,7 +145,7 @@ def _tensor(image: CoreImage, pc: int, writes: list[tuple[int, int]], memory: st
             raise CoreSimError(f"instruction {pc} ({name}) wrote {int(np.count_nonzero(pads))} non-zero padding "
                                "channels between attention heads")
         value = value[:, r.index]
-    return value[0] if image.layers[pc].kind == "readout" else value
+    return value if core_kind(image.layers[pc].kind).per_timestep else value[0]
 
 
 class LogReader:

@@ -29,6 +29,11 @@ recompute them.
 
 Unknown keys in ``run.json`` are ignored, so a simulator can add fields without a version
 bump; a missing or mistyped known key is a :class:`RunError`.
+
+An estimate (``hwgen estimate``, hwgen/estimate.py: ``"kind": "estimate"``, no RTL run) writes
+the same file: a layer's ``cycles`` (and ``totals.cycles_per_image``) may be null, "not modelled
+yet"; ``images_note`` replaces the images line of the header; ``sections`` (a list of
+``{"title", "markdown"}``) are appended to ``report.md`` as they are.
 """
 from __future__ import annotations
 
@@ -130,9 +135,21 @@ _LAYER = {"name": _string, "kind": _choice(KINDS), "unit": _choice(UNITS),
 _TOTALS = {"cycles_per_image": _number(), "bound_per_image": _number(), "efficiency": _number(null=True),
            "additions_per_image": _number(), "macs_per_image": _number(), "energy_pj_per_image": _number(),
            "accuracy": _number(0, 1, null=True), "exact_images": _integer(), "images": _integer()}
+
+
+def _sections(v) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, dict) and isinstance(x.get("title"), str)
+                                     and isinstance(x.get("markdown"), str) for x in v)
+    return None if ok else "expected a list of {title, markdown} strings"
+
+
 _RUN = {"program": _string, "config": _string, "T": _integer(1), "lanes": _integer(1),
+        "images_note": _optional(_string), "sections": _optional(_sections),
         "energy_model": {"e_ac_pj": _number(), "e_mac_pj": _number(), "note": _optional(_string)},
         "images": _ListOf(_IMAGE), "layers": _ListOf(_LAYER, non_empty=True), "totals": _TOTALS}
+# an estimate (no RTL run) may leave the cycles null: not modelled yet
+_ESTIMATE = {**_RUN, "layers": _ListOf({**_LAYER, "cycles": _number(null=True)}, non_empty=True),
+             "totals": {**_TOTALS, "cycles_per_image": _number(null=True)}}
 
 
 def _show(value) -> str:
@@ -194,7 +211,7 @@ def load_run(path: str | Path) -> dict:
         raise _bad(source, "format", run.get("format"), f"expected {RUN_FORMAT!r} (a run.json from hwgen sim)")
     if run.get("version") != RUN_VERSION or isinstance(run.get("version"), bool):
         raise _bad(source, "version", run.get("version"), f"expected {RUN_VERSION} (the version this hwgen reads)")
-    _validate(source, run, _RUN, "")
+    _validate(source, run, _ESTIMATE if run.get("kind") == "estimate" else _RUN, "")
     totals = run["totals"]
     if totals["exact_images"] > totals["images"]:
         raise _bad(source, "totals.exact_images", totals["exact_images"],
@@ -211,8 +228,10 @@ def _sig(v: float, digits: int = 3) -> str:
     return f"{v:,.{decimals}f}"
 
 
-def _count(v: float) -> str:
+def _count(v: float | None) -> str:
     """A count (cycles, additions): whole numbers as such, fractional means to 3 digits."""
+    if v is None:
+        return NA   # not modelled (an estimate without a cycle model)
     return f"{v:,.0f}" if float(v).is_integer() or abs(v) >= 100 else _sig(v)
 
 
@@ -253,14 +272,16 @@ def _render_markdown(run: dict, png_name: str) -> str:
     if totals["accuracy"] is not None:
         images += f", accuracy {_percent(totals['accuracy'])}"
     images += f", bit-exact against the golden model: {totals['exact_images']}/{totals['images']}"
+    images = run.get("images_note", images)
     note = f" {model['note']}" if model.get("note") else ""
     out = [
-        f"# Run report: {run['program']}",
+        f"# {'Estimate' if run.get('kind') == 'estimate' else 'Run'} report: {run['program']}",
         "",
         f"- **Program:** `{run['program']}`",
         f"- **Hardware config:** `{run['config']}` (T = {run['T']}, {run['lanes']} lanes)",
         f"- **Images:** {images}",
-        f"- **Cycles/image:** {_count(cycles)} (bound {_count(totals['bound_per_image'])}, "
+        f"- **Cycles/image:** {'not modelled yet' if cycles is None else _count(cycles)} "
+        f"(bound {_count(totals['bound_per_image'])}, "
         f"efficiency bound/cycles {_percent(efficiency)})",
         f"- **Energy/image:** {_energy(totals['energy_pj_per_image'])} "
         f"({_count(totals['additions_per_image'])} additions, {_count(totals['macs_per_image'])} MACs)",
@@ -283,7 +304,7 @@ def _render_markdown(run: dict, png_name: str) -> str:
              NA if layer["input_rate"] is None else f"{layer['input_rate']:.3f}",
              _sig(layer["energy_pj"] / scale), _percent(_ratio(layer["cycles"], cycles))]
             for i, layer in enumerate(layers)]
-    layer_cycles = sum(layer["cycles"] for layer in layers)
+    layer_cycles = None if cycles is None else sum(layer["cycles"] for layer in layers)
     rows.append(["", "**total**", "", "", _count(cycles), _count(totals["bound_per_image"]), _percent(efficiency),
                  _count(totals["additions_per_image"]), _count(totals["macs_per_image"]), "",
                  _sig(totals["energy_pj_per_image"] / scale), _percent(_ratio(layer_cycles, cycles))])
@@ -297,13 +318,16 @@ def _render_markdown(run: dict, png_name: str) -> str:
     for layer in layers:
         acc = by_kind.setdefault(layer["kind"], [0, 0.0, 0.0, 0.0])
         acc[0] += 1
-        acc[1] += layer["cycles"]
+        acc[1] += layer["cycles"] or 0   # null: not modelled
         acc[2] += layer["additions"]
         acc[3] += layer["energy_pj"]
-    kind_rows = [[kind, str(n), _count(c), _percent(_ratio(c, cycles)), _count(a), _energy(e)]
+    kind_rows = [[kind, str(n), _count(c if cycles is not None else None), _percent(_ratio(c, cycles)), _count(a),
+                  _energy(e)]
                  for kind, (n, c, a, e) in sorted(by_kind.items(), key=lambda kv: -kv[1][1])]
     out += ["", "## By kind", ""]
     out += _table(["kind", "layers", "cycles", "share of cycles", "additions", "energy"], "lrrrrr", kind_rows)
+    for section in run.get("sections", []):
+        out += ["", f"## {section['title']}", "", section["markdown"].rstrip("\n")]
     return "\n".join(out) + "\n"
 
 
@@ -332,7 +356,9 @@ def _render_png(run: dict) -> bytes:
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax_rate, ax_cyc = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2])
-    fig.suptitle(f"{run['program']}   T = {run['T']}   {_count(run['totals']['cycles_per_image'])} cycles/image")
+    total = run["totals"]["cycles_per_image"]
+    fig.suptitle(f"{run['program']}   T = {run['T']}   "
+                 + ("cycles not modelled yet: bounds only" if total is None else f"{_count(total)} cycles/image"))
 
     rates = [layer["input_rate"] for layer in layers]
     spiking = [i for i in x if rates[i] is not None]
@@ -346,7 +372,7 @@ def _render_png(run: dict) -> bytes:
     ax_rate.set_ylabel("input firing rate")
     ax_rate.grid(axis="y", alpha=0.3)
 
-    cycles = [layer["cycles"] for layer in layers]
+    cycles = [layer["cycles"] or 0 for layer in layers]   # null (not modelled): no bar, the bound still shows
     bounds = [(i, layer["bound"]) for i, layer in enumerate(layers) if layer["bound"] > 0]
     ax_cyc.bar(x, cycles, width=0.8, color=colours)
     if bounds:

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from contract.config import HwConfig, load_config
-from contract.program import INPUT, Program, load_program
+from contract.program import INPUT, KINDS, Program, load_program
 from hwgen.perf.architecture import PAPER_MODELS
 from hwgen.perf.energy import E_AC_PJ, E_MAC_PJ, Work, datapath_work, paper_work
 from hwgen.perf.memory import MEMORIES, SramModel, core_memories
@@ -151,8 +151,8 @@ def _run_image(engine, program: Program, pixels, kept: dict | None, times: dict)
             env[layer.name] = out[0] if isinstance(out, tuple) else out     # LIF: (spikes, membranes)
             view = {n: env[n].numpy()[:, 0] for n in layer.inputs if n != INPUT}
             yield i, layer, view
-            if kept is not None and env[layer.name].dtype == torch.int8:
-                kept[layer.name] = env[layer.name].numpy()
+            if kept is not None and KINDS[layer.kind].output == "spikes":     # 0/1, whatever the engine's dtype
+                kept[layer.name] = env[layer.name].numpy().astype(np.int8)
             for n in set(layer.inputs):
                 if last_use[n] == i and n != INPUT:
                     env.pop(n, None)

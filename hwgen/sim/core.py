@@ -20,8 +20,8 @@ from hwgen.core.isa import Target, address_width
 from hwgen.core.top import NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
 
-__all__ = ["LayerStats", "ImageResult", "CoreSimError", "core_sim_run", "write_script", "LogReader", "parse_log",
-           "run_core"]
+__all__ = ["TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "LayerStats", "ImageResult", "CoreSimError", "core_sim_run",
+           "write_script", "LogReader", "parse_log", "run_core"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -30,18 +30,31 @@ class CoreSimError(RuntimeError):
     """The simulated core did not finish, or wrote where no layer's output lives."""
 
 
+#: what the harness logs of the writes: digests only, every write, or one instruction's writes
+TRACE_NONE, TRACE_ALL, TRACE_ONE = 0, 1, 2
+MEMORIES = {0: None, 1: "ints", 2: "spikes", 3: "both"}
+
+
 @dataclass
 class LayerStats:
+    """One instruction's counters, and what it wrote (``hwgen.sim.digest``): the memory, the
+    number of words, the lowest and highest address, the digest."""
+
     cycles: int
     additions: int
     events: int
+    memory: str | None = None
+    writes: int = 0
+    lowest: int = 0
+    highest: int = 0
+    digest: int = 0
 
 
 @dataclass
 class ImageResult:
     cycles: int
     layers: list[LayerStats]                 # per instruction
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)   # layer -> [T, ...] (readout: [...])
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)   # traced layers -> [T, ...] (readout: [...])
 
 
 def _core_verilog(hw) -> Path:
@@ -55,11 +68,13 @@ def _core_verilog(hw) -> Path:
 
 
 def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
-                 random_init: int | None = None, stop_file: Path | None = None) -> SimRun:
+                 random_init: int | None = None, stop_file: Path | None = None,
+                 trace: int = TRACE_NONE, trace_pc: int = -1) -> SimRun:
     """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``.
     ``random_init``: a seed; every memory and register without a reset value starts random
     instead of zero (a run must not depend on them). ``stop_file``: the harness ends the run
-    before the next image once this file exists."""
+    before the next image once this file exists. ``trace``: log every write (``TRACE_ALL``), or
+    those of instruction ``trace_pc`` (``TRACE_ONE``), besides each instruction's digest."""
     from hwgen.core.engines import int_word
 
     verilog = _core_verilog(hw)
@@ -75,6 +90,7 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
     plusargs = [f"+core_script={script}", f"+core_log={log}", f"+core_watchdog={watchdog}"]
     if stop_file is not None:
         plusargs.append(f"+core_stop={stop_file}")
+    plusargs += [f"+core_trace={trace}", f"+core_trace_pc={trace_pc}"]
     if random_init is not None:
         extra["build_args"] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "unique", "-O3")
         plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_init}"]
@@ -151,16 +167,17 @@ def _tensor(image: CoreImage, pc: int, writes: list[tuple[int, int]], memory: st
 class LogReader:
     """Turns the harness log into one :class:`ImageResult` per finished image, incrementally: each
     :meth:`feed` reads what the simulator appended since the last call (complete lines only), so a
-    run can be checked image by image while it is still simulating.
+    run can be checked image by image while it is still simulating. The outputs of the traced
+    instructions (``trace``, as the harness was told) are rebuilt from their writes."""
 
-    ``keep_outputs=False`` keeps only the counters (the caller checks each image as it arrives)."""
-
-    def __init__(self, image: CoreImage, path: Path, *, keep_outputs: bool = True):
+    def __init__(self, image: CoreImage, path: Path, *, trace: int = TRACE_NONE, trace_pc: int = -1):
         self.image, self.path = image, Path(path)
-        self.keep_outputs = keep_outputs
         self.images = 0
+        # the instructions whose writes the log holds (an instruction that writes nothing logs none)
+        traced = range(len(image.instructions)) if trace == TRACE_ALL else [trace_pc] if trace == TRACE_ONE else []
+        self._traced = set(traced)
         self._pos, self._tail = 0, b""
-        self._writes: dict[int, dict[str, list]] = {}
+        self._writes: dict[int, dict[str, list]] = {pc: {"I": [], "S": []} for pc in self._traced}
         self._stats: dict[int, LayerStats] = {}
 
     def feed(self) -> list[ImageResult]:
@@ -183,20 +200,24 @@ class LogReader:
             self._writes.setdefault(pc, {"I": [], "S": []})[tag].append((addr, data))
         elif tag == "L":
             pc = int(rest[0], 16)
-            self._stats[pc] = LayerStats(*(int(x) for x in rest[1:]))
+            cycles, additions, events, mem, count = (int(x) for x in rest[1:6])
+            lowest, highest, digest = (int(x, 16) for x in rest[6:9])
+            if MEMORIES[mem] == "both":
+                raise CoreSimError(f"image {self.images}: instruction {pc} ({image.outputs[pc]}) wrote both memories")
+            self._stats[pc] = LayerStats(cycles, additions, events, MEMORIES[mem], count, lowest, highest, digest)
         elif tag == "D":
             missing = [pc for pc in range(n) if pc not in self._stats]
             if missing:
                 raise CoreSimError(f"image {self.images}: instruction {missing[0]} ({image.outputs[missing[0]]}) "
                                    "never finished")
             res = ImageResult(int(rest[0]), [self._stats[pc] for pc in range(n)])
-            for pc in range(n):
-                w = self._writes.get(pc, {"I": [], "S": []})
+            for pc, w in self._writes.items():       # the traced instructions' outputs, from their writes
                 if w["I"] and w["S"]:
                     raise CoreSimError(f"instruction {pc} ({image.outputs[pc]}) wrote both memories")
                 memory = "ints" if w["I"] else "spikes"
                 res.outputs[image.outputs[pc]] = _tensor(image, pc, w["I"] or w["S"], memory)
-            self._writes, self._stats = {}, {}
+            self._writes = {pc: {"I": [], "S": []} for pc in self._traced}
+            self._stats = {}
             self.images += 1
             return res
         elif tag == "H":
@@ -206,9 +227,9 @@ class LogReader:
         return None
 
 
-def parse_log(image: CoreImage, path: Path) -> list[ImageResult]:
+def parse_log(image: CoreImage, path: Path, *, trace: int = TRACE_ALL, trace_pc: int = -1) -> list[ImageResult]:
     """The whole harness log -> one result per finished image. Raises on a watchdog stop."""
-    return LogReader(image, path).feed()
+    return LogReader(image, path, trace=trace, trace_pc=trace_pc).feed()
 
 
 def _watchdog(image: CoreImage) -> int:
@@ -227,14 +248,18 @@ def _watchdog(image: CoreImage) -> int:
 def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
              preload: list[dict[str, np.ndarray]] | None = None, random_init: int | None = None,
              progress: Callable[[int], None] | None = None,
-             on_image: Callable[[int, ImageResult], bool] | None = None) -> list[ImageResult]:
+             on_image: Callable[[int, ImageResult], bool] | None = None,
+             trace: int = TRACE_ALL, trace_pc: int = -1) -> list[ImageResult]:
     """Simulate the core on integer images ``pixels[B, C, H, W]``.
 
     While the simulator runs, a watcher thread reads the log as it grows: ``progress(images_done)``
     is called after each image, and ``on_image(index, result)`` with each finished image's result;
     when it returns False the simulator stops before the next image (the harness polls a stop file
     between images). With ``on_image`` the returned results carry counters only (their outputs
-    were handed to ``on_image``); without it, every layer's output too."""
+    were handed to ``on_image``); without it, the traced layers' outputs too. ``trace``: which
+    instructions' writes the harness logs (``TRACE_ALL`` rebuilds every layer's output; with
+    ``TRACE_NONE`` each instruction reports only the digest of its writes, which is what a long run
+    wants: a log line per instruction instead of one per word)."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     script, log = (work / "core_script.txt").resolve(), (work / "core_log.txt").resolve()
@@ -244,8 +269,8 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
         if stale.exists():
             stale.unlink()
     run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image),
-                       random_init=random_init, stop_file=stop_file)
-    reader = LogReader(image, log)
+                       random_init=random_init, stop_file=stop_file, trace=trace, trace_pc=trace_pc)
+    reader = LogReader(image, log, trace=trace, trace_pc=trace_pc)
     results: list[ImageResult] = []
     failure: list[BaseException] = []
     stop = threading.Event()

@@ -30,11 +30,14 @@ from contract.config import HwConfig
 from contract.program import Program
 from contract.progress import NullProgress
 from golden.intsim import IntegerEngine
-from hwgen.compiler import CoreImage, compile_program
+from hwgen.compiler import CoreImage, compile_program, to_words
+from hwgen.compiler.cycles import check_cycles
 from hwgen.compiler.kinds import CORE_KINDS, core_kind
-from hwgen.sim.core import ImageResult, run_core
+from hwgen.sim.core import TRACE_NONE, TRACE_ONE, ImageResult, run_core
+from hwgen.sim.digest import digest
 
-__all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "images_for", "load_images", "layer_table", "simulate"]
+__all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "DigestMismatch", "images_for", "load_images", "layer_table",
+           "check_image", "expected_writes", "simulate"]
 
 E_AC_PJ = 0.9
 E_MAC_PJ = 4.6
@@ -84,19 +87,66 @@ def _axes(kind: str, ndim: int) -> tuple[str, ...]:
     return ("timestep", "channel", "y", "x")[:ndim]
 
 
+class DigestMismatch(MismatchError):
+    """An instruction's writes differ from its golden output's words (``hwgen.sim.digest``);
+    ``pc`` names the instruction (rerun it traced to locate the first differing element)."""
+
+    def __init__(self, message: str, pc: int):
+        super().__init__(message)
+        self.pc = pc
+
+
+def golden_value(image: CoreImage, golden: dict, name: str, b: int) -> np.ndarray:
+    """Tensor ``name`` of image ``b`` as the core stores it: ``[T, ...]`` (``[...]`` when not per timestep)."""
+    kind = core_kind(image.layers[image.outputs.index(name)].kind)
+    return np.asarray(golden[name][:, b] if kind.per_timestep else golden[name][b], dtype=np.int64)
+
+
+def expected_writes(image: CoreImage, golden: dict, pc: int, b: int) -> tuple[str, int, int, int, int]:
+    """What instruction ``pc`` must write for image ``b``: (memory, words, lowest and highest
+    address, digest), from the golden tensor in the region's word layout."""
+    name = image.outputs[pc]
+    r = image.regions[name]
+    value = golden_value(image, golden, name, b)
+    words = to_words(value if core_kind(image.layers[pc].kind).per_timestep else value[None], r, image.lanes)
+    width = image.hw.accumulator.accumulator_width if r.memory == "ints" else 1
+    addrs = r.base + np.arange(r.size, dtype=np.int64)
+    return r.memory, r.size, r.base, r.base + r.size - 1, digest(addrs, words, width)
+
+
 def check_image(image: CoreImage, result: ImageResult, golden: dict, b: int, *, index: int | None = None) -> None:
     """Raise MismatchError at the first layer whose core output differs from the golden one
-    (``golden[...][:, b]``; the message calls the image ``index``, by default ``b``)."""
-    for layer, name in zip(image.layers, image.outputs):
-        want = golden[name][b] if layer.kind == "readout" else golden[name][:, b]
-        got = result.outputs[name]
-        found = first_mismatch(np.asarray(want, dtype=np.int64), got, _axes(layer.kind, got.ndim))
-        if found is not None:
-            idx, e, g = found
-            where = ", ".join(f"{a}={i}" for a, i in zip(_axes(layer.kind, got.ndim), idx))
-            count = int((np.asarray(want) != got).sum())
-            raise MismatchError(f"image {b if index is None else index}, layer {name} ({layer.kind}): first mismatch "
-                                f"at {where}: golden {e}, core {g} ({count} of {got.size} differ)")
+    (``golden[...][:, b]``; the message calls the image ``index``, by default ``b``), then at the
+    first instruction whose cycles, additions or events differ from the cycle model's
+    (``hwgen.compiler.cycles``, computed from the same golden tensors).
+
+    A layer whose writes were traced is compared element by element; any other by what the harness
+    reported of its writes (memory, words, address range, digest): a difference there raises
+    :class:`DigestMismatch` naming the instruction."""
+    image_name = b if index is None else index
+    for pc, (layer, name) in enumerate(zip(image.layers, image.outputs)):
+        want = golden_value(image, golden, name, b)
+        if name in result.outputs:
+            got = result.outputs[name]
+            axes = _axes(layer.kind, got.ndim)
+            found = first_mismatch(want, got, axes)
+            if found is not None:
+                idx, e, g = found
+                where = ", ".join(f"{a}={i}" for a, i in zip(axes, idx))
+                count = int((want != got).sum())
+                raise MismatchError(f"image {image_name}, layer {name} ({layer.kind}): first mismatch "
+                                    f"at {where}: golden {e}, core {g} ({count} of {got.size} differ)")
+            continue
+        stats = result.layers[pc]
+        memory, words, lo, hi, dig = expected_writes(image, golden, pc, b)
+        got = (stats.memory, stats.writes, stats.lowest, stats.highest)
+        if got != (memory, words, lo, hi) or stats.digest != dig:
+            what = (f"wrote {stats.writes} words of the {stats.memory} memory at [{stats.lowest}, {stats.highest}]; "
+                    f"its output is {words} words of the {memory} memory at [{lo}, {hi}]"
+                    if got != (memory, words, lo, hi) else f"wrote digest {stats.digest:016x}, the golden words' is "
+                                                           f"{dig:016x}")
+            raise DigestMismatch(f"image {image_name}, layer {name} ({layer.kind}), instruction {pc}: {what}", pc)
+    check_cycles(image, result.layers, golden, b, index=index, error=MismatchError)
 
 
 def _input_rate(layer, golden: dict, b: int) -> float | None:
@@ -128,7 +178,7 @@ def layer_table(image: CoreImage, results: list[ImageResult], rates: list[list[f
         additions = sum(r.layers[pc].additions for r in results) / n
         events = sum(r.layers[pc].events for r in results) / n
         bound = sum(_bound(image, fields, layer.kind, r.layers[pc].additions) for r in results) / n
-        encoding = layer.kind == "conv" and layer.attrs["input"] == "pixels"
+        encoding = core_kind(layer.kind).pixels(layer)
         macs = float(_encoding_macs(layer)) if encoding else 0.0
         energy = E_MAC_PJ * macs if encoding else E_AC_PJ * additions
         layer_rates = [r[pc] for r in rates]
@@ -196,17 +246,25 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
     rates: list[list[float | None]] = []
 
     def check(b: int, result: ImageResult) -> bool:
-        """Golden of image ``b`` alone, compared layer by layer; False stops the run."""
+        """Golden of image ``b`` alone, compared layer by layer; False stops the run. The core
+        reports digests of each layer's writes; a layer whose digest differs is simulated again
+        for this image with its writes logged, to name the first differing element."""
         with torch.no_grad():
             golden = {k: v.numpy() for k, v in engine.run(pixels[b:b + 1]).items()}
+        predicted = int(golden[program.output][0].argmax())
+        # the logits' digest equals the golden one's when the image is exact: the core predicted the same
         record = {"index": source.first + b, "label": None if labels is None else int(labels[b]),
-                  "predicted": int(result.outputs[program.output].argmax()),
-                  "golden_predicted": int(golden[program.output][0].argmax()), "cycles": result.cycles,
-                  "exact": True}
+                  "predicted": predicted, "golden_predicted": predicted, "cycles": result.cycles, "exact": True}
         try:
-            check_image(image, result, golden, 0, index=source.first + b)
+            try:
+                check_image(image, result, golden, 0, index=source.first + b)
+            except DigestMismatch as e:
+                again = run_core(image, pixels[b:b + 1].numpy(), work=out / "sim" / f"locate-{source.first + b}",
+                                 trace=TRACE_ONE, trace_pc=e.pc)[0]
+                check_image(image, again, golden, 0, index=source.first + b)
+                raise MismatchError(f"{e} (the traced run of the image wrote the golden words: not reproducible)")
         except MismatchError as e:
-            record.update(exact=False, mismatch=str(e))
+            record.update(exact=False, predicted=None, mismatch=str(e))
         records.append(record)
         rates.append([_input_rate(layer, golden, 0) for layer in image.layers])
         return record["exact"] or keep_going
@@ -214,7 +272,7 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
     with _RunLock(out), (progress(len(pixels)) if progress else NullProgress()) as bar:
         t0 = time.perf_counter()
         results = run_core(image, pixels.numpy(), work=out / "sim", progress=lambda done: bar.advance(1),
-                           on_image=check)
+                           on_image=check, trace=TRACE_NONE)
         wall = time.perf_counter() - t0
         run = _run_record(program_dir, hw, program, image, results, records, rates, wall)
         tmp = out / "run.json.tmp"

@@ -6,12 +6,17 @@
 //   2  end: close the files and raise `finished`
 // Before each image (op 1) it looks for the file `+core_stop=`; once that exists (the checker
 // found a mismatch) it ends the run there, as if the script ended.
-// and writes a log of everything the core does that a test checks:
-//   I pc addr data      a write into the int memory (while running)
-//   S pc addr data      a write into the spike memory
-//   L pc cycles additions events      an instruction finished
+// and writes a log of what the core does that a test checks:
+//   L pc cycles additions events mem count lo hi digest
+//                       an instruction finished: its counters, and of the memory it wrote (mem: 1 ints,
+//                       2 spikes, 3 both) the words written, the lowest and highest address and the
+//                       order-independent digest of (address, word) over its writes (hwgen/sim/digest.py)
 //   D cycles            an image finished (start .. done)
 //   H pc cycles         watchdog: no instruction finished for `core_watchdog` cycles
+// and, with `+core_trace=1` (every instruction) or `+core_trace=2 +core_trace_pc=P` (instruction P),
+// every write itself:
+//   I pc addr data      a write into the int memory (while running)
+//   S pc addr data      a write into the spike memory
 `default_nettype none
 
 module core_harness #(
@@ -50,12 +55,14 @@ module core_harness #(
 
     string script_file, log_file, stop_file;
     logic [63:0] watchdog;
-    integer script, log;
+    integer script, log, trace, trace_pc;
     initial begin
         if (!$value$plusargs("core_script=%s", script_file)) script_file = "core_script.txt";
         if (!$value$plusargs("core_log=%s", log_file)) log_file = "core_log.txt";
         if (!$value$plusargs("core_watchdog=%d", watchdog)) watchdog = 64'd10000000;
         if (!$value$plusargs("core_stop=%s", stop_file)) stop_file = "";
+        if (!$value$plusargs("core_trace=%d", trace)) trace = 0;
+        if (!$value$plusargs("core_trace_pc=%d", trace_pc)) trace_pc = -1;
         script = $fopen(script_file, "r");
         log = $fopen(log_file, "w");
     end
@@ -78,6 +85,41 @@ module core_harness #(
         return '{op: op, sel: sel, addr: addr, word: word};
     endfunction
     logic [63:0] cycles, quiet;
+
+    // ---- digests of the writes (hwgen/sim/digest.py computes the same from golden tensors) ----
+    localparam int CH_I = (INT_W + 63) / 64;      // 64-bit chunks of an int memory word
+    localparam int CH_S = (LANES + 63) / 64;      // ... of a spike memory word
+    function automatic logic [63:0] mix64(input logic [63:0] x);   // splitmix64's finaliser
+        logic [63:0] z;
+        z = x + 64'h9E3779B97F4A7C15;
+        z = (z ^ (z >> 30)) * 64'hBF58476D1CE4E5B9;
+        z = (z ^ (z >> 27)) * 64'h94D049BB133111EB;
+        return z ^ (z >> 31);
+    endfunction
+    function automatic logic [63:0] int_hash(input logic [ADDR_W-1:0] a, input logic [INT_W-1:0] d);
+        logic [CH_I*64-1:0] p;
+        logic [63:0] h;
+        p = '0;
+        p[INT_W-1:0] = d;
+        h = mix64(64'(a));
+        for (int c = 0; c < CH_I; c++) h = mix64(h ^ p[c*64 +: 64]);
+        return h;
+    endfunction
+    function automatic logic [63:0] spike_hash(input logic [ADDR_W-1:0] a, input logic [LANES-1:0] d);
+        logic [CH_S*64-1:0] p;
+        logic [63:0] h;
+        p = '0;
+        p[LANES-1:0] = d;
+        h = mix64(64'(a));
+        for (int c = 0; c < CH_S; c++) h = mix64(h ^ p[c*64 +: 64]);
+        return h;
+    endfunction
+    // the running instruction's writes so far
+    logic [31:0] w_count;
+    logic [ADDR_W-1:0] w_lo, w_hi;
+    logic [63:0] w_sum;
+    logic [1:0] w_mem;
+    wire traced = trace == 1 || (trace == 2 && int'(pc) == trace_pc);
 
     task automatic close_files();
         $fclose(script);
@@ -118,6 +160,7 @@ module core_harness #(
                         start <= 1'b1;
                         cycles <= '0;
                         quiet <= '0;
+                        {w_count, w_lo, w_hi, w_sum, w_mem} <= '0;
                         state <= RUN;
                     end else begin
                         close_files();
@@ -141,9 +184,35 @@ module core_harness #(
                 end
                 default: ;
             endcase
-            if (state == RUN && int_en) $fwrite(log, "I %0h %0h %h\n", pc, int_addr, int_data);
-            if (state == RUN && spk_en) $fwrite(log, "S %0h %0h %h\n", pc, spk_addr, spk_data);
-            if (state == RUN && layer_done) $fwrite(log, "L %0h %0d %0d %0d\n", pc, l_cycles, l_additions, l_events);
+            if (state == RUN) begin : account
+                logic [31:0] n;
+                logic [ADDR_W-1:0] lo, hi;
+                logic [63:0] sum;
+                logic [1:0] mem;
+                {n, lo, hi, sum, mem} = {w_count, w_lo, w_hi, w_sum, w_mem};
+                if (int_en) begin
+                    if (n == 0 || int_addr < lo) lo = int_addr;
+                    if (n == 0 || int_addr > hi) hi = int_addr;
+                    n = n + 1;
+                    sum = sum + int_hash(int_addr, int_data);
+                    mem[0] = 1'b1;
+                    if (traced) $fwrite(log, "I %0h %0h %h\n", pc, int_addr, int_data);
+                end
+                if (spk_en) begin
+                    if (n == 0 || spk_addr < lo) lo = spk_addr;
+                    if (n == 0 || spk_addr > hi) hi = spk_addr;
+                    n = n + 1;
+                    sum = sum + spike_hash(spk_addr, spk_data);
+                    mem[1] = 1'b1;
+                    if (traced) $fwrite(log, "S %0h %0h %h\n", pc, spk_addr, spk_data);
+                end
+                if (layer_done) begin
+                    $fwrite(log, "L %0h %0d %0d %0d %0d %0d %0h %0h %0h\n", pc, l_cycles, l_additions, l_events,
+                            mem, n, lo, hi, sum);
+                    {n, lo, hi, sum, mem} = '0;
+                end
+                {w_count, w_lo, w_hi, w_sum, w_mem} <= {n, lo, hi, sum, mem};
+            end
         end
     end
 

@@ -40,7 +40,10 @@ def _timing(*, D, words, offsets, in_words=1, T=1, slots=0):
 
 # ---- max-plus products ----------------------------------------------------------------------
 
-def test_maxplus_chain_is_the_steps_applied_in_order():
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_maxplus_chain_is_the_steps_applied_in_order(chunk, monkeypatch):
+    if chunk:     # long chains are multiplied chunk by chunk
+        monkeypatch.setattr(cycles, "_CHUNK", chunk)
     rng = np.random.default_rng(1)
     for n in (1, 2, 3, 7, 64, 100):
         mats = rng.integers(-5, 20, size=(n, 3, 3))

@@ -92,6 +92,9 @@ class CycleMismatchError(AssertionError):
 
 # ---- max-plus algebra -----------------------------------------------------------------------
 
+_CHUNK = 1 << 15    # steps multiplied at once: a tree level's temporary is at most 2^15 x k^3 words
+
+
 def _identity(k: int) -> np.ndarray:
     eye = np.full((k, k), NEG, dtype=np.int64)
     np.fill_diagonal(eye, 0)
@@ -107,6 +110,8 @@ def maxplus_chain(mats: np.ndarray) -> np.ndarray:
     k = mats.shape[1]
     if len(mats) == 0:
         return _identity(k)
+    if len(mats) > _CHUNK:     # bound the temporaries: products of chunks, then of those
+        return maxplus_chain(np.stack([maxplus_chain(mats[i:i + _CHUNK]) for i in range(0, len(mats), _CHUNK)]))
     while len(mats) > 1:
         if len(mats) % 2:
             mats = np.concatenate([mats, _identity(k)[None]])

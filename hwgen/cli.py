@@ -83,6 +83,7 @@ def _cmd_quantize(args) -> int:
                                         *([f"T={args.T}"] if args.T else [])],
                             random_init=args.random_init, images=args.images, calib=args.calib,
                             samples=args.samples, allow_upscale=args.allow_upscale, weight_bits=args.weight_bits,
+                            target_rates=tuple(args.target_rates) if args.target_rates else None,
                             preprocessing=dict(crop_pct=args.crop_pct, interpolation=args.interpolation,
                                                mean=args.mean, std=args.std), force=args.force)
     except (QuantizationError, MemoryFitError) as e:     # the model does not fit the hardware
@@ -200,6 +201,9 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib", type=int, default=16, metavar="N",
                    help="images for the calibration report (float against integer agreement; default 16, 0: none)")
     q.add_argument("--samples", type=int, default=4, help="sample images to trace (default 4)")
+    q.add_argument("--target-rates", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="with --random-init: shift conv biases so every LIF fires at a rate in [LOW, HIGH] on the "
+                        "calibration images, like a trained model (e.g. 0.05 0.4)")
     add_preprocessing_options(q)
     q.add_argument("--weight-bits", type=int, default=8)
     q.add_argument("--force", action="store_true", help="replace a non-empty output folder")

@@ -40,7 +40,8 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
                         model: str | None = None, model_args: Sequence[str] | dict = (),
                         random_init: int | None = None, images: str | None = None, calib: int = 16,
                         samples: int = 4, preprocessing: dict | None = None, allow_upscale: bool = False,
-                        weight_bits: int = 8, force: bool = False, log: Callable[[str], None] = print) -> Path:
+                        weight_bits: int = 8, target_rates: tuple[float, float] | None = None,
+                        force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Checkpoint (or ``random_init``) -> program folder ``out`` for the hardware ``hw``.
 
     ``model_args``: ``["embed_dim=[16,32,64,96]", ...]`` as on the command line, or a dict.
@@ -48,7 +49,9 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
     for digits models, else random pixels); ``calib`` of them are run through the float model and
     the integer program and their agreement is recorded in the header, ``samples`` are traced.
     ``preprocessing``: overrides of the reference pipeline (``crop_pct``, ``interpolation``,
-    ``mean``, ``std``)."""
+    ``mean``, ``std``). ``target_rates`` (random weights only): shift conv biases so every LIF fires
+    at a rate in ``(low, high)`` on the calibration images (:mod:`golden.calibrate`), as trained
+    models do; such a program has no float checkpoint to compare with."""
     import argparse
 
     import torch
@@ -81,6 +84,17 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
 
     # the chip takes 8-bit pixels: the normalization joins the encoding conv (docs/arithmetic.md)
     folded = fold_input_normalization(fold_model(net), pre.scale, pre.offset, height=shape[1], width=shape[2])
+    if target_rates is not None:
+        if random_init is None:
+            raise ValueError("target_rates reshapes a random-weight model; a checkpoint keeps its own rates")
+        if not n_calib:
+            raise ValueError("target_rates needs calibration images (calib >= 1)")
+        from golden.calibrate import calibrate_firing_rates
+
+        reached = calibrate_firing_rates(folded, source.load(0, n_calib)[0].float(), low=target_rates[0],
+                                         high=target_rates[1], seed=random_init)
+        log(f"firing rates calibrated to ({target_rates[0]}, {target_rates[1]}) on {n_calib} image(s): "
+            f"{min(reached.values()):.3f} .. {max(reached.values()):.3f}, mean {sum(reached.values()) / len(reached):.3f}")
     program = quantize(folded, hw, weight_bits=weight_bits, input_scale=1.0, input_shape=shape, model_name=spec.name)
     program.header["input"].update(pixels=f"uint8 0..{pre.levels} after resize and crop",
                                    normalization={"scale": list(pre.scale), "offset": list(pre.offset)})
@@ -92,8 +106,9 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
         "sha256": None if checkpoint is None else _sha256(Path(checkpoint)),
         "random_init": random_init, "model": spec.as_dict(),
+        "target_rates": None if target_rates is None else list(target_rates),
     }
-    if n_calib:
+    if n_calib and target_rates is None:
         result = evaluate(program, net, source.select(0, n_calib), batch=16).as_dict()
         program.header["calibration"] = {"images": result["images"], "source": source.name,
                                          "agreement": result["agreement"], "spike_agreement": result["spike_agreement"]}
@@ -122,6 +137,9 @@ def float_model_of(program, checkpoint: str | Path | None = None):
         raise ValueError("the program header does not say which checkpoint it came from; quantize it again "
                          "with this version")
     spec = src["model"]
+    if src.get("target_rates") is not None:
+        raise ValueError("the program's random weights were recalibrated for firing rates (target_rates): "
+                         "there is no float model to compare it with")
     path = checkpoint or src["checkpoint"]
     if src["random_init"] is None:
         if path is None or not Path(path).is_file():

@@ -1,8 +1,7 @@
 """Integer LIF neuron: the executable form of docs/arithmetic.md, section "LIF".
 
 Every width and semantic comes from :class:`contract.config.LifConfig`; the RTL LIF core
-(``hwgen.units.lif``) implements the same function. Integers are held in ``torch.int64``,
-wide enough for every intermediate (widths are capped well below 63 bits by the config).
+(``hwgen.units.lif``) implements the same function.
 
 Per timestep t, for every neuron (``F = frac_bits``, ``k = leak_shift``, ``V[-1] = 0``)::
 
@@ -10,6 +9,17 @@ Per timestep t, for every neuron (``F = frac_bits``, ``k = leak_shift``, ``V[-1]
     S[t] = H[t] >= (th << F)
     V[t] = 0 if S[t] else H[t]                           # reset = hard
     V[t] = H[t] - (th << F) if S[t] else H[t]            # reset = subtract
+
+The code computes the charge in the equivalent form ``H[t] = (W[t-1] + (X[t] << F)) >> k`` with
+``W = (2^k - 1) V`` (``V + floor((A - V) / 2^k) = floor((A + (2^k - 1) V) / 2^k)`` for integer
+``V``): one add and one shift per timestep; for tau = 2, ``W = V`` and ``H = (V + (X << F)) >> 1``.
+
+**Integer type.** The recurrence runs in int32 when every intermediate provably fits 32 bits,
+else in int64. The proof is the one of docs/arithmetic.md ("No overflow"): every ``V`` and ``H``
+lies between 0 and ``X << F`` of some timestep, so with ``M`` the largest ``|X << F|`` of the
+input, ``|V|, |H| <= M`` and ``|W + (X << F)| <= 2^k M``. ``M`` is measured on the
+currents (the same pass that checks them against ``current_width``), so the choice is exact for
+every input, not only for the widths of the configuration.
 """
 from __future__ import annotations
 
@@ -17,7 +27,9 @@ import torch
 
 from contract.config import LifConfig
 
-__all__ = ["lif_integer", "thresholds_per_neuron", "check_currents"]
+__all__ = ["check_currents", "lif_integer", "lif_run", "thresholds_per_neuron"]
+
+_INT32_LIMIT = 1 << 31
 
 
 def check_currents(currents: torch.Tensor, cfg: LifConfig) -> None:
@@ -38,6 +50,11 @@ def thresholds_per_neuron(thresholds: torch.Tensor, neurons: int) -> torch.Tenso
     return thresholds.repeat(neurons // channels)
 
 
+def _constant_over_t(x: torch.Tensor) -> bool:
+    """True when ``x[t]`` is one tensor for every t (``expand`` over T: stride 0, or T = 1)."""
+    return x.shape[0] == 1 or x.stride(0) == 0
+
+
 def lif_integer(currents: torch.Tensor, thresholds: torch.Tensor, cfg: LifConfig):
     """Run the integer LIF over T timesteps.
 
@@ -52,23 +69,74 @@ def lif_integer(currents: torch.Tensor, thresholds: torch.Tensor, cfg: LifConfig
         ``(spikes, membranes)``: int64 ``[T, ...]``; ``membranes`` is the pre-reset membrane
         ``H[t]`` (``frac_bits`` fractional bits), the value the RTL reports on its output.
     """
-    currents = currents.to(torch.int64)
-    thresholds = thresholds.to(torch.int64)
-    check_currents(currents, cfg)
+    spikes, membranes = lif_run(currents, thresholds, cfg, spike_dtype=torch.int64)
+    return spikes, membranes.to(torch.int64)
+
+
+def _empty_over_t(like: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised ``[T, *like.shape[1:]]`` tensor whose timesteps have the memory layout of
+    ``like[0]`` (channels-last currents give channels-last membranes and spikes)."""
+    step = torch.empty_like(like[0], dtype=dtype)
+    return torch.empty_strided((T, *step.shape), (step.numel(), *step.stride()), dtype=dtype)
+
+
+def lif_run(currents: torch.Tensor, thresholds: torch.Tensor, cfg: LifConfig, *, input_shift: int = 0,
+            spike_dtype: torch.dtype = torch.bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lif_integer` on ``X = currents << input_shift``, in the narrowest exact integer type.
+
+    ``currents`` may be any dtype that holds integers exactly (an integer type, or the float32 /
+    float64 output of an exact float convolution); when it is the same tensor at every
+    timestep (``expand`` over T, as the encoding layer's current is) it is read once. Returns
+    ``(spikes, membranes)``: spikes 0/1 in ``spike_dtype`` (bool by default: one byte, written
+    by the comparison itself; an int8 convolution reads it as uint8 without a copy), membranes ``H[t]`` in int32 or
+    int64 (see the module docstring), both in the memory layout of the currents.
+    """
+    thresholds = torch.as_tensor(thresholds).to(torch.int64)
     if thresholds.numel() and (thresholds.min() < 0 or thresholds.max() >= (1 << cfg.threshold_width)):
         raise ValueError(f"thresholds must be in [0, {(1 << cfg.threshold_width) - 1}] "
                          f"(unsigned {cfg.threshold_width} bits), got [{thresholds.min()}, {thresholds.max()}]")
-    f, k = cfg.frac_bits, cfg.leak_shift
-    th = thresholds << f
-    v = torch.zeros(currents.shape[1:], dtype=torch.int64)
-    spikes, membranes = [], []
-    for x in currents:
-        h = v + (((x << f) - v) >> k)
-        s = h >= th
-        if cfg.reset == "hard":
-            v = torch.where(s, torch.zeros_like(h), h)
+    T = currents.shape[0]
+    once = _constant_over_t(currents)
+    x = currents[:1] if once else currents
+    f, k, q = cfg.frac_bits, cfg.leak_shift, input_shift
+
+    # the current check (one pass) also gives M, the largest |X << F|, which picks the type
+    lo, hi = (int(v) for v in torch.aminmax(_flat(x))) if x.numel() else (0, 0)
+    cmin, cmax = -(1 << (cfg.current_width - 1)), (1 << (cfg.current_width - 1)) - 1
+    if lo << q < cmin or hi << q > cmax:
+        check_currents(x.to(torch.int64) << q, cfg)     # names the first current that does not fit
+    shift = q + f                                        # A = X << F = currents << (input_shift + F)
+    m = max(-lo, hi) << shift
+    th_max = int(thresholds.max()) << f if thresholds.numel() else 0
+    dt = torch.int32 if (m << k) < _INT32_LIMIT and th_max < _INT32_LIMIT else torch.int64
+
+    x = x.to(dt)
+    th = thresholds.to(dt) << f
+    leak = (1 << k) - 1
+    membranes = _empty_over_t(x, T, dt)
+    spikes = _empty_over_t(x, T, torch.bool)
+    w = None                                             # W = (2^k - 1) V[t-1]; V[-1] = 0
+    for t in range(T):
+        xt, h, s = x[0] if once else x[t], membranes[t], spikes[t]
+        if w is None and shift >= k:
+            torch.bitwise_left_shift(xt, shift - k, out=h)             # H[0] = A >> k, exactly
         else:
-            v = torch.where(s, h - th, h)
-        spikes.append(s.to(torch.int64))
-        membranes.append(h)
-    return torch.stack(spikes), torch.stack(membranes)
+            if w is None:
+                torch.bitwise_left_shift(xt, shift, out=h)
+            else:
+                torch.add(w, xt, alpha=1 << shift, out=h)              # W + A
+            h.bitwise_right_shift_(k)                                  # H = (W + A) >> k
+        torch.ge(h, th, out=s)                                         # S = H >= th << F
+        if t + 1 < T:                                    # V = H - H S (hard) or H - (th << F) S (subtract)
+            w = torch.addcmul(h, h if cfg.reset == "hard" else th, s, value=-1)
+            if leak != 1:
+                w.mul_(leak)
+    return (spikes if spike_dtype == torch.bool else spikes.to(spike_dtype)), membranes
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a 1-D view when its elements are dense in memory in any axis order (a
+    channels-last tensor), so that a reduction reads it without a copy."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    p = x.permute(order)
+    return p.view(-1) if p.is_contiguous() else x

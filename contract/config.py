@@ -27,7 +27,12 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "SdsaConfig", "CoreConfig", "HwConfig", "load_config"]
+__all__ = ["ConfigError", "LifConfig", "AccumulatorConfig", "SdsaConfig", "CoreConfig", "HwConfig", "load_config",
+           "COUNTER_WIDTH"]
+
+#: Width of every performance counter: the units' ``counters`` and the core's layer report (bits).
+#: 2^40 cycles is over an hour at 300 MHz: no run of a layer wraps one.
+COUNTER_WIDTH = 40
 
 
 class ConfigError(ValueError):
@@ -210,7 +215,6 @@ class SdsaConfig:
     count_width: int = _field(min=1, max=32, help="unsigned K^T V entry (SDSA-3/4) / token counter (SDSA-1/2) width, bits")
     acc_width: int = _field(min=1, max=48, help="unsigned attention value A width (output), bits")
     max_timesteps: int = _field(default=16, min=1, max=1 << 12, help="largest T a run may use")
-    counter_width: int = _field(default=32, min=8, max=48, help="performance counter width, bits")
     out_blocks: int = _field(default=1, min=1, max=16,
                              help="lane blocks per output beat: the output carries out_blocks * lanes values")
 

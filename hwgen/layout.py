@@ -44,12 +44,13 @@ c sits in lane ``c*S`` of the last bias word.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-__all__ = ["ConvGeometry", "Descriptor", "descriptor", "weight_words", "bias_words",
+__all__ = ["ConvGeometry", "Descriptor", "descriptor_layout", "descriptor", "weight_words", "bias_words",
            "unpad_accumulators", "padded_channels", "x_lanes_suit"]
 
 
@@ -81,38 +82,71 @@ class ConvGeometry:
         return self.c_out // self.groups
 
 
+def _word(limit, doc: str, default=dataclasses.MISSING):
+    """A descriptor field: ``limit(cfg)`` is the largest value an ``AccumulatorConfig`` lets it
+    take (the port's width follows from it), ``doc`` what it means."""
+    return field(default=default, metadata={"limit": limit, "doc": doc})
+
+
+def _flag(doc: str, default=dataclasses.MISSING):
+    return _word(lambda cfg: 1, doc, default)
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _weights(cfg) -> int:
+    return cfg.weight_depth
+
+
+def _accumulators(cfg) -> int:
+    return cfg.accumulator_depth
+
+
 @dataclass(frozen=True)
 class Descriptor:
-    """Run-time layer descriptor of the accumulator array: the fields of its ``desc`` port."""
+    """Run-time layer descriptor of the accumulator array: the fields of its ``desc`` port, in
+    port order (field 0 in the least significant bits). Each field declares its meaning and the
+    largest value a configuration allows; :func:`descriptor_layout` derives the port from them."""
 
-    kernel: int
-    stride2: int
-    padding: int
-    out_h: int
-    out_w: int
-    lim_y: int          # stride * (out_h - 1): largest reachable ty - ky
-    lim_x: int
-    group_words: int    # G: words per group and position
-    words: int          # groups * G: words per position
-    last_lanes: int     # active lanes in a group's last word
-    grouped: int        # 1 for depthwise/grouped convs: the group of input channel ci is ci >> cin_shift
-    cin_shift: int      # log2(Cg_in) when grouped
-    w_offset: int
-    w_stride_group: int  # Cg_in * k * k * G
-    w_stride_ci: int     # k * k * G
-    w_stride_ky: int     # k * G
-    b_offset: int
-    row_stride: int      # out_w * words: accumulator step for one output row
-    drain_words: int     # out_h * out_w * words
-    signed_planes: int   # encoding layer: the top pixel bit plane has weight -2^(bits-1)
-    fold_slots: int = 0  # K: last words folded into one operation (0: off)
-    x_lanes: int = 0     # lanes over output columns (depthwise, stride 1): the layout above
-    x_words: int = 0     # X = ceil(out_w / lanes) words per output row (x_lanes)
-    chan_words: int = 0  # out_h * X words per channel (x_lanes)
-    bias_repeat: int = 1  # accumulator words that share one bias word, in drain order
+    kernel: int = _word(lambda cfg: cfg.max_kernel, "k: kernel size (k x k)")
+    stride2: int = _flag("stride 2 (else 1)")
+    padding: int = _word(lambda cfg: cfg.max_kernel, "zero padding on each border")
+    out_h: int = _word(lambda cfg: cfg.max_size, "output height")
+    out_w: int = _word(lambda cfg: cfg.max_size, "output width")
+    lim_y: int = _word(lambda cfg: 2 * cfg.max_size, "stride * (out_h - 1): largest reachable ty - ky")
+    lim_x: int = _word(lambda cfg: 2 * cfg.max_size, "stride * (out_w - 1)")
+    group_words: int = _word(_accumulators, "G: words per group and position")
+    words: int = _word(_accumulators, "groups * G: words per position")
+    last_lanes: int = _word(lambda cfg: cfg.lanes, "active lanes in a group's last word")
+    grouped: int = _flag("depthwise/grouped: the group of input channel ci is ci >> cin_shift")
+    cin_shift: int = _word(lambda cfg: _bits(cfg.max_channels), "log2(Cg_in) when grouped")
+    w_offset: int = _word(_weights, "first weight word of the layer")
+    w_stride_group: int = _word(_weights, "Cg_in * k * k * G")
+    w_stride_ci: int = _word(_weights, "k * k * G")
+    w_stride_ky: int = _word(_weights, "k * G")
+    b_offset: int = _word(lambda cfg: cfg.bias_depth, "first bias word of the layer")
+    row_stride: int = _word(lambda cfg: max(cfg.weight_depth, cfg.accumulator_depth, cfg.bias_depth),
+                            "out_w * words: accumulator step for one output row")
+    drain_words: int = _word(_accumulators, "out_h * out_w * words")
+    signed_planes: int = _flag("encoding layer: the top pixel bit plane has weight -2^(bits-1)")
+    fold_slots: int = _word(lambda cfg: FOLD_SLOTS, "S: last words folded into one operation (0: off)", 0)
+    x_lanes: int = _flag("lanes over output columns (depthwise, stride 1): the layout above", 0)
+    x_words: int = _word(lambda cfg: cfg.max_size // cfg.lanes + 1, "X = ceil(out_w / lanes) words per output row", 0)
+    chan_words: int = _word(_accumulators, "out_h * X words per channel (x_lanes)", 0)
+    bias_repeat: int = _word(_accumulators, "accumulator words that share one bias word, in drain order", 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def descriptor_layout(cfg) -> "data.StructLayout":
+    """The ``desc`` port of an ``AccumulatorArray`` for ``cfg`` (an ``AccumulatorConfig``): one
+    field per :class:`Descriptor` field, in its order, wide enough for the largest value."""
+    from amaranth.lib import data
+
+    return data.StructLayout({f.name: range(f.metadata["limit"](cfg) + 1) for f in fields(Descriptor)})
 
 
 def padded_channels(geo: ConvGeometry, lanes: int) -> int:

@@ -1,8 +1,10 @@
 """The core's data movers: each runs one instruction kind between the tensor memories and a unit.
 
-Every engine takes a one-cycle ``start`` (the instruction is stable on ``instr`` meanwhile) and
-answers with a one-cycle ``done``. Memory ports are synchronous: data arrives the cycle after
-``addr``/``en``, and holds while ``en`` is low. Engines read ahead by computing the next address
+Every engine is started through its ``run`` port (:class:`~hwgen.units.signatures.RunControl`): a
+one-cycle ``start`` (the instruction is stable on ``instr`` meanwhile); ``busy`` while it works;
+``done`` pulses in its last busy cycle. (:class:`StreamWriter` is a plain sink with ``start``
+only: the SDSA unit's ``done`` ends its instruction.) Memory ports are ``lib.memory`` read and
+write port signatures: data arrives the cycle after ``addr``/``en``, and holds while ``en`` is low. Engines read ahead by computing the next address
 from this cycle's handshake, so a stream moves one word per cycle (docs/core.md, "Engines").
 
 * :class:`EventFeeder`  spike / pixel words -> accumulator events, a flush per timestep
@@ -15,7 +17,7 @@ from this cycle's handshake, so a stream moves one word per cycle (docs/core.md,
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,23 +27,15 @@ from hwgen.units.accumulator import event_layout
 from hwgen.units.bits import lowest_onehot, onehot_index
 from hwgen.units.lif import lif_output_layout
 from hwgen.units.sdsa import input_fields, sdsa_input_layout, sdsa_output_layout
+from hwgen.units.signatures import RunControl, currents_layout, read_port, sums_layout, write_port
 
-__all__ = ["read_port", "write_port", "int_word", "EventFeeder", "DrainWriter", "LifStreamer",
-           "TokenGatherer", "StreamWriter", "MaskEngine", "ReduceEngine"]
-
-
-def read_port(addr_width: int, shape) -> wiring.Signature:
-    """A synchronous memory read port as an engine drives it."""
-    return wiring.Signature({"addr": Out(addr_width), "en": Out(1), "data": In(shape)})
-
-
-def write_port(addr_width: int, shape) -> wiring.Signature:
-    return wiring.Signature({"addr": Out(addr_width), "en": Out(1), "data": Out(shape)})
+__all__ = ["int_word", "EventFeeder", "DrainWriter", "LifStreamer", "TokenGatherer", "StreamWriter",
+           "MaskEngine", "ReduceEngine", "ENGINES"]
 
 
 def int_word(hw: HwConfig) -> data.ArrayLayout:
-    """A word of the integer tensor memory: ``lanes`` signed accumulators."""
-    return data.ArrayLayout(signed(hw.accumulator.accumulator_width), hw.accumulator.lanes)
+    """A word of the integer tensor memory: ``lanes`` signed accumulators (a drained sum)."""
+    return sums_layout(hw.accumulator)["data"].shape
 
 
 def _lowest_index(m: Module, bits, name: str):
@@ -53,12 +47,13 @@ def _lowest_index(m: Module, bits, name: str):
 
 
 class _Engine(wiring.Component):
-    """Common ports: the instruction, ``start`` and ``done``."""
+    """Common ports: the instruction and the run control (``run``; ``start`` only if not ``runs``)."""
 
-    def __init__(self, hw: HwConfig, members: dict):
+    def __init__(self, hw: HwConfig, members: dict, *, runs: bool = True):
         self._hw = hw
         self._aw = address_width(hw)
-        super().__init__({"instr": In(instruction_layout(hw)), "start": In(1), "done": Out(1), **members})
+        control = {"run": In(RunControl())} if runs else {"start": In(1)}
+        super().__init__({"instr": In(instruction_layout(hw)), **control, **members})
 
 
 class EventFeeder(_Engine):
@@ -69,8 +64,8 @@ class EventFeeder(_Engine):
         acc = hw.accumulator
         aw = address_width(hw)
         super().__init__(hw, {
-            "spikes": Out(read_port(aw, acc.lanes)),
-            "pixels": Out(read_port(aw, acc.input_bits)),
+            "spikes": read_port(aw, acc.lanes),
+            "pixels": read_port(aw, acc.input_bits),
             "events": Out(stream.Signature(event_layout(acc))),
         })
 
@@ -81,6 +76,7 @@ class EventFeeder(_Engine):
         m = Module()
 
         running, exhausted, flushing = Signal(), Signal(), Signal()
+        m.d.comb += self.run.busy.eq(running)
         t = Signal.like(ins.timesteps)
         t_base, addr = Signal(aw), Signal(aw)
         # scan position of the next word to read
@@ -143,12 +139,12 @@ class EventFeeder(_Engine):
             m.d.sync += flushing.eq(0)
             with m.If(t == ins.timesteps - 1):
                 m.d.sync += running.eq(0)
-                m.d.comb += self.done.eq(1)
+                m.d.comb += self.run.done.eq(1)
             with m.Else():
                 m.d.sync += [t.eq(t + 1), t_base.eq(t_base + ins.a_step), addr.eq(t_base + ins.a_step),
                              exhausted.eq(0)]
 
-        with m.If(self.start):
+        with m.If(self.run.start):
             m.d.sync += [running.eq(1), exhausted.eq(0), flushing.eq(0), pend.eq(0), slot_valid.eq(0),
                          t.eq(0), t_base.eq(ins.a_base), addr.eq(ins.a_base), g.eq(0), ci.eq(0), y.eq(0), x.eq(0)]
         return m
@@ -161,9 +157,9 @@ class DrainWriter(_Engine):
         aw = address_width(hw)
         word = int_word(hw)
         super().__init__(hw, {
-            "sums": In(stream.Signature(data.StructLayout({"data": word, "last": 1}))),
-            "residual": Out(read_port(aw, word)),
-            "out": Out(write_port(aw, word)),
+            "sums": In(stream.Signature(sums_layout(hw.accumulator))),
+            "residual": read_port(aw, word),
+            "out": write_port(aw, word),
         })
 
     def elaborate(self, platform):
@@ -171,6 +167,7 @@ class DrainWriter(_Engine):
         ins = self.instr
         m = Module()
         running, primed = Signal(), Signal()
+        m.d.comb += self.run.busy.eq(running)
         t = Signal.like(ins.timesteps)
         i = Signal(range(hw.accumulator.accumulator_depth + 1))
         dst_t, res_t = Signal(self._aw), Signal(self._aw)
@@ -198,8 +195,8 @@ class DrainWriter(_Engine):
                 m.d.sync += [t.eq(t + 1), res_t.eq(res_t + ins.b_step), dst_t.eq(dst_t + ins.dst_step)]
                 with m.If(t == ins.timesteps - 1):
                     m.d.sync += running.eq(0)
-                    m.d.comb += self.done.eq(1)
-        with m.If(self.start):
+                    m.d.comb += self.run.done.eq(1)
+        with m.If(self.run.start):
             m.d.sync += [running.eq(1), primed.eq(0), i.eq(0), t.eq(0),
                          dst_t.eq(ins.dst_base), res_t.eq(ins.b_base)]
         return m
@@ -213,16 +210,17 @@ class LifStreamer(_Engine):
         lif = hw.lif
         aw = address_width(hw)
         super().__init__(hw, {
-            "source": Out(read_port(aw, int_word(hw))),
-            "currents": Out(stream.Signature(data.ArrayLayout(signed(lif.current_width), lif.lanes))),
+            "source": read_port(aw, int_word(hw)),
+            "currents": Out(stream.Signature(currents_layout(lif))),
             "spikes": In(stream.Signature(lif_output_layout(lif))),
-            "out": Out(write_port(aw, lif.lanes)),
+            "out": write_port(aw, lif.lanes),
         })
 
     def elaborate(self, platform):
         ins = self.instr
         m = Module()
         running, primed = Signal(), Signal()
+        m.d.comb += self.run.busy.eq(running)
         j, k = Signal.like(ins.count), Signal.like(ins.count)
 
         cur = self.currents
@@ -246,8 +244,8 @@ class LifStreamer(_Engine):
             m.d.sync += k.eq(k + 1)
             with m.If(k == ins.count - 1):
                 m.d.sync += running.eq(0)
-                m.d.comb += self.done.eq(1)
-        with m.If(self.start):
+                m.d.comb += self.run.done.eq(1)
+        with m.If(self.run.start):
             m.d.sync += [running.eq(1), primed.eq(0), j.eq(0), k.eq(0)]
         return m
 
@@ -258,13 +256,14 @@ class TokenGatherer(_Engine):
     Per timestep: SDSA-3/4 two passes over the tokens (the unit reads k, v in the first and q in
     the second), SDSA-1/2 one. Word ``w`` of a token belongs to head ``w // head_words`` and
     lands at bit ``head * head_dim + (w % head_words) * lanes`` of the beat (generation-time
-    head_dim). The next beat is gathered while the unit works on the current one."""
+    head_dim). The next beat is gathered while the unit works on the current one. ``done``
+    pulses when the last beat has been taken (the sequencer waits for the unit's own ``done``)."""
 
     def __init__(self, hw: HwConfig):
         aw = address_width(hw)
         L = hw.sdsa.lanes
         super().__init__(hw, {
-            "q": Out(read_port(aw, L)), "k": Out(read_port(aw, L)), "v": Out(read_port(aw, L)),
+            "q": read_port(aw, L), "k": read_port(aw, L), "v": read_port(aw, L),
             "beat": Out(stream.Signature(sdsa_input_layout(hw.sdsa))),
         })
 
@@ -278,6 +277,7 @@ class TokenGatherer(_Engine):
         m = Module()
 
         running, exhausted = Signal(), Signal()
+        m.d.comb += self.run.busy.eq(running)
         t = Signal.like(ins.timesteps)
         pss = Signal(range(passes + 1))
         n = Signal.like(ins.tokens)
@@ -342,7 +342,8 @@ class TokenGatherer(_Engine):
 
         with m.If(running & exhausted & ~pend & ~next_full & ~cur_valid):
             m.d.sync += running.eq(0)
-        with m.If(self.start):
+            m.d.comb += self.run.done.eq(1)
+        with m.If(self.run.start):
             m.d.sync += [running.eq(1), exhausted.eq(0), t.eq(0), pss.eq(0), n.eq(0), w.eq(0), j.eq(0),
                          head_slot.eq(0), off.eq(0), pass_base.eq(0), pend.eq(0), next_full.eq(0),
                          cur_valid.eq(0)]
@@ -355,8 +356,8 @@ class StreamWriter(_Engine):
     def __init__(self, hw: HwConfig):
         super().__init__(hw, {
             "beats": In(stream.Signature(sdsa_output_layout(hw.sdsa))),
-            "out": Out(write_port(address_width(hw), int_word(hw))),
-        })
+            "out": write_port(address_width(hw), int_word(hw)),
+        }, runs=False)
 
     def elaborate(self, platform):
         ins = self.instr
@@ -382,13 +383,14 @@ class MaskEngine(_Engine):
     def __init__(self, hw: HwConfig):
         aw, L = address_width(hw), hw.lif.lanes
         super().__init__(hw, {
-            "v": Out(read_port(aw, L)), "mask": Out(read_port(aw, L)), "out": Out(write_port(aw, L)),
+            "v": read_port(aw, L), "mask": read_port(aw, L), "out": write_port(aw, L),
         })
 
     def elaborate(self, platform):
         ins = self.instr
         m = Module()
         running = Signal()
+        m.d.comb += self.run.busy.eq(running)
         s = Signal.like(ins.count)
         g, n = Signal.like(ins.in_words), Signal.like(ins.tokens)
         mask_t = Signal(self._aw)
@@ -415,8 +417,8 @@ class MaskEngine(_Engine):
                 m.d.sync += g.eq(g + 1)
         with m.If(pend & pend_last):
             m.d.sync += running.eq(0)
-            m.d.comb += self.done.eq(1)
-        with m.If(self.start):
+            m.d.comb += self.run.done.eq(1)
+        with m.If(self.run.start):
             m.d.sync += [running.eq(1), s.eq(0), g.eq(0), n.eq(0), mask_t.eq(ins.b_base)]
         return m
 
@@ -428,12 +430,13 @@ class ReduceEngine(_Engine):
 
     def __init__(self, hw: HwConfig):
         aw, word = address_width(hw), int_word(hw)
-        super().__init__(hw, {"source": Out(read_port(aw, word)), "out": Out(write_port(aw, word))})
+        super().__init__(hw, {"source": read_port(aw, word), "out": write_port(aw, word)})
 
     def elaborate(self, platform):
         ins = self.instr
         m = Module()
         running, exhausted = Signal(), Signal()
+        m.d.comb += self.run.busy.eq(running)
         o = Signal.like(ins.outer)
         g = Signal.like(ins.in_words)
         i = Signal.like(ins.count)
@@ -469,8 +472,12 @@ class ReduceEngine(_Engine):
                 m.d.sync += w.eq(w + 1)
             with m.If(pend_final):
                 m.d.sync += running.eq(0)
-                m.d.comb += self.done.eq(1)
-        with m.If(self.start):
+                m.d.comb += self.run.done.eq(1)
+        with m.If(self.run.start):
             m.d.sync += [running.eq(1), exhausted.eq(0), o.eq(0), g.eq(0), i.eq(0), w.eq(0),
                          o_base.eq(ins.a_base), row.eq(ins.a_base), addr.eq(ins.a_base)]
         return m
+
+
+#: every engine, in the order of the module docstring
+ENGINES = (EventFeeder, DrainWriter, LifStreamer, TokenGatherer, StreamWriter, MaskEngine, ReduceEngine)

@@ -2,8 +2,9 @@
 
 An instruction is a flat record whose field widths come from the hardware configuration, so the
 sequencer (``hwgen.core.top``) and the compiler (``hwgen.compiler``) read one layout:
-:func:`instruction_layout` is the only place a field is declared, and :func:`pack` turns a
-field dictionary into the integer the instruction memory holds.
+:func:`instruction_layout` is the only place a field is declared (the accumulator descriptor
+inside it is ``hwgen.layout.Descriptor``), and :func:`pack` turns a field dictionary into the
+integer the instruction memory holds, through the layout's own ``const``.
 
 Addresses are in words of the tensor memories (``lanes`` neurons of one position per word).
 A tensor keeps its timesteps back to back: timestep ``t`` of a tensor at ``base`` with ``step``
@@ -16,7 +17,7 @@ import enum
 from amaranth.lib import data
 
 from contract.config import HwConfig
-from hwgen.units.accumulator import descriptor_layout
+from hwgen.layout import descriptor_layout
 
 __all__ = ["Op", "Target", "instruction_layout", "pack", "address_width"]
 
@@ -90,14 +91,18 @@ def instruction_layout(hw: HwConfig) -> data.StructLayout:
     })
 
 
-def pack(layout: data.StructLayout, fields: dict) -> int:
-    """Field dictionary (``desc`` may be a nested dictionary) -> instruction word."""
-    word = 0
+def _check_fits(layout: data.StructLayout, fields: dict) -> None:
+    """``layout.const`` truncates silently: name the first field whose value does not fit."""
     for name, value in fields.items():
         field = layout[name]
         if isinstance(field.shape, data.StructLayout):
-            value = pack(field.shape, value)
-        if not 0 <= int(value) < (1 << field.width):
+            _check_fits(field.shape, value)
+        elif not 0 <= int(value) < (1 << field.width):
             raise ValueError(f"instruction field {name} = {value} does not fit {field.width} bits")
-        word |= int(value) << field.offset
-    return word
+
+
+def pack(layout: data.StructLayout, fields: dict) -> int:
+    """Field dictionary (``desc`` may be a nested dictionary) -> instruction word; fields not
+    given are zero."""
+    _check_fits(layout, fields)
+    return layout.const({name: int(v) if not isinstance(v, dict) else v for name, v in fields.items()}).as_value().value

@@ -23,7 +23,7 @@ from amaranth import Module, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from contract.config import HwConfig
+from contract.config import COUNTER_WIDTH, HwConfig
 from hwgen.core.engines import (
     DrainWriter,
     EventFeeder,
@@ -38,10 +38,12 @@ from hwgen.core.isa import Op, Target, address_width, instruction_layout
 from hwgen.units.accumulator import AccumulatorArray
 from hwgen.units.lif import LifCore
 from hwgen.units.sdsa import SdsaUnit
+from hwgen.units.signatures import Counters, memory_words
 
-__all__ = ["NeuromorphicCore", "load_data_width"]
+__all__ = ["NeuromorphicCore", "load_data_width", "LAYER_COUNTERS"]
 
-COUNTER_WIDTH = 40
+#: what the core reports per instruction (``layer`` port), COUNTER_WIDTH bits each
+LAYER_COUNTERS = ("cycles", "additions", "events")
 
 
 def load_data_width(hw: HwConfig) -> int:
@@ -109,8 +111,7 @@ class NeuromorphicCore(wiring.Component):
             "int_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(int_word(hw))})),
             "spike_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(hw.lif.lanes)})),
             "layer": Out(wiring.Signature({
-                "done": Out(1), "pc": Out(range(hw.core.program_depth)),
-                "cycles": Out(COUNTER_WIDTH), "additions": Out(COUNTER_WIDTH), "events": Out(COUNTER_WIDTH)})),
+                "done": Out(1), "pc": Out(range(hw.core.program_depth)), **Counters(LAYER_COUNTERS).members})),
         })
 
     def elaborate(self, platform):
@@ -142,9 +143,10 @@ class NeuromorphicCore(wiring.Component):
         layout = instruction_layout(hw)
         m.submodules.program = prog = memory.Memory(shape=layout, depth=core.program_depth, init=[])
         m.submodules.pixels = pixels = memory.Memory(shape=unsigned(hw.accumulator.input_bits),
-                                                     depth=core.pixel_depth, init=[])
-        m.submodules.ints = ints = memory.Memory(shape=int_word(hw), depth=core.int_depth, init=[])
-        m.submodules.spikes = spikes = memory.Memory(shape=unsigned(hw.lif.lanes), depth=core.spike_depth, init=[])
+                                                     depth=memory_words(core.pixel_depth), init=[])
+        m.submodules.ints = ints = memory.Memory(shape=int_word(hw), depth=memory_words(core.int_depth), init=[])
+        m.submodules.spikes = spikes = memory.Memory(shape=unsigned(hw.lif.lanes), depth=memory_words(core.spike_depth),
+                                                     init=[])
         prog_rd, prog_wr = prog.read_port(), prog.write_port()
         pix_rd, pix_wr = pixels.read_port(), pixels.write_port()
         int_rd, int_wr = ints.read_port(), ints.write_port()
@@ -188,19 +190,14 @@ class NeuromorphicCore(wiring.Component):
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
 
         op = instr.op
+        # each op starts its unit and engines together; the one named last ends the instruction
+        runs = {Op.CONV: [acc.run, feeder.run, drain.run], Op.LIF: [lif.run, lif_io.run],
+                Op.SDSA: [gather.run, att_out, sdsa.run], Op.MASK: [mask.run], Op.REDUCE: [red.run]}
         with m.Switch(op):
-            with m.Case(Op.CONV):
-                m.d.comb += [acc.start.eq(launch), feeder.start.eq(launch), drain.start.eq(launch),
-                             finished.eq(drain.done)]
-            with m.Case(Op.LIF):
-                m.d.comb += [lif.start.eq(launch), lif_io.start.eq(launch), finished.eq(lif_io.done)]
-            with m.Case(Op.SDSA):
-                m.d.comb += [sdsa.start.eq(launch), gather.start.eq(launch), att_out.start.eq(launch),
-                             finished.eq(sdsa.done)]
-            with m.Case(Op.MASK):
-                m.d.comb += [mask.start.eq(launch), finished.eq(mask.done)]
-            with m.Case(Op.REDUCE):
-                m.d.comb += [red.start.eq(launch), finished.eq(red.done)]
+            for code, started in runs.items():
+                with m.Case(code):
+                    m.d.comb += [port.start.eq(launch) for port in started]
+                    m.d.comb += finished.eq(started[-1].done)
 
         # unit run-time registers come straight from the instruction
         m.d.comb += [

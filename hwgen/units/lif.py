@@ -13,6 +13,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract.config import LifConfig
+from hwgen.units.signatures import RunControl, addr_width, currents_layout, memory_words, memory_write
 
 __all__ = ["LifCore", "lif_output_layout"]
 
@@ -36,19 +37,18 @@ class LifCore(wiring.Component):
     spikes : Out(stream)
         ``{spikes, membranes}`` for the same L neurons, in the same order. ``membranes`` is the
         pre-reset membrane H (``frac_bits`` fractional bits).
-    thr_write : In
+    thr_write : memory_write
         ``en``, ``addr`` (threshold row), ``data`` (``lanes`` unsigned thresholds). Write while idle.
         The memory holds ``threshold_depth`` rows: the thresholds of every layer of a program.
     thr_base : In
         First threshold row of the current layer (sampled while a run is active).
-    start : In(1)
-        One-cycle pulse: begin a run (an image). Membranes read as zero during timestep 0, so no
-        clearing pass is needed.
+    run : In(RunControl)
+        ``start``: one-cycle pulse: begin a run (an image). Membranes read as zero during
+        timestep 0, so no clearing pass is needed. ``busy`` from ``start`` until the last output
+        beat is taken; ``done`` pulses once, in the first cycle ``busy`` is low again.
     beats, thr_rows, timesteps : In
         Run-time geometry, sampled while a run is active: beats per timestep (neurons / lanes),
         threshold rows (channels / lanes, must divide ``beats``), timesteps T >= 1.
-    busy, done : Out(1)
-        ``busy`` from ``start`` until the last output beat is taken; ``done`` pulses once then.
 
     Latency and throughput: one beat per cycle when ``spikes.ready`` stays high; the output of a
     beat is valid the cycle after the beat is accepted. Backpressure stalls the input.
@@ -58,20 +58,14 @@ class LifCore(wiring.Component):
         self._cfg = cfg
         thr_row = data.ArrayLayout(unsigned(cfg.threshold_width), cfg.lanes)
         super().__init__({
-            "currents": In(stream.Signature(data.ArrayLayout(signed(cfg.current_width), cfg.lanes))),
+            "currents": In(stream.Signature(currents_layout(cfg))),
             "spikes": Out(stream.Signature(lif_output_layout(cfg))),
-            "thr_write": In(wiring.Signature({
-                "en": Out(1),
-                "addr": Out(range(max(cfg.threshold_depth, 2))),
-                "data": Out(thr_row),
-            })),
-            "start": In(1),
+            "thr_write": memory_write(addr_width(cfg.threshold_depth), thr_row),
+            "run": In(RunControl()),
             "beats": In(range(cfg.beats + 1)),
             "thr_rows": In(range(cfg.threshold_rows + 1)),
             "thr_base": In(range(max(cfg.threshold_depth, 2))),
             "timesteps": In(range(cfg.max_timesteps + 1)),
-            "busy": Out(1),
-            "done": Out(1),
         })
 
     @property
@@ -83,9 +77,10 @@ class LifCore(wiring.Component):
         m = Module()
 
         m.submodules.membrane_mem = mem_v = memory.Memory(
-            shape=data.ArrayLayout(signed(cfg.membrane_width), cfg.lanes), depth=cfg.beats, init=[])
+            shape=data.ArrayLayout(signed(cfg.membrane_width), cfg.lanes), depth=memory_words(cfg.beats), init=[])
         m.submodules.threshold_mem = mem_th = memory.Memory(
-            shape=data.ArrayLayout(unsigned(cfg.threshold_width), cfg.lanes), depth=cfg.threshold_depth, init=[])
+            shape=data.ArrayLayout(unsigned(cfg.threshold_width), cfg.lanes), depth=memory_words(cfg.threshold_depth),
+            init=[])
         v_write = mem_v.write_port()
         # Transparent, so a beat that reads the row written back in the same cycle sees the
         # new membrane (happens when a timestep is a single beat).
@@ -121,7 +116,7 @@ class LifCore(wiring.Component):
             th_read.en.eq(take),
         ]
 
-        with m.If(self.start):
+        with m.If(self.run.start):
             m.d.sync += [beat.eq(0), row.eq(0), step.eq(0), accepting.eq(1)]
         with m.Elif(take):
             last_beat = beat == self.beats - 1
@@ -172,8 +167,5 @@ class LifCore(wiring.Component):
         running = accepting | s1_valid
         was_running = Signal()
         m.d.sync += was_running.eq(running)
-        m.d.comb += [
-            self.busy.eq(running),
-            self.done.eq(was_running & ~running),
-        ]
+        m.d.comb += [self.run.busy.eq(running), self.run.done.eq(was_running & ~running)]
         return m

@@ -4,11 +4,13 @@ Each test runs whole layers through ``acc_harness`` (weights, biases and spike e
 files; drained accumulators to a file) and compares every output accumulator, every timestep,
 with ``golden.intsim.conv_integer`` wrapped to the accumulator width (docs/arithmetic.md), using
 ``==`` on whole arrays. Seeds are logged; a failure names timestep, channel and position.
+Parameters come from the test plan (``hwgen.sim.harness``): ``seed``, ``layers``,
+``mutate_golden``, ``layers_in`` / ``layers_out``.
 """
 from __future__ import annotations
 
 import json
-import os
+import time
 
 import cocotb
 import numpy as np
@@ -18,9 +20,11 @@ from contract.compare import assert_exact
 from golden.intsim import conv_integer, wrap
 from hwgen.layout import ConvGeometry, fold_slots
 from hwgen.sim.accumulator import AccHarness
+from hwgen.sim.harness import DEFAULT_SEED, test_plan
 
-BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))
-MUTATE = os.environ.get("HWGEN_ACC_MUTATE_GOLDEN") == "1"   # sensitivity check only
+PLAN = test_plan()
+BASE_SEED = int(PLAN.get("seed", DEFAULT_SEED))
+MUTATE = bool(PLAN.get("mutate_golden"))   # sensitivity check only
 SUMMARY = {"layers": 0, "accumulators": 0, "additions": 0}
 
 
@@ -126,7 +130,7 @@ async def random_layers(dut):
     cfg = tb.cfg
     rng = np.random.default_rng(BASE_SEED)
     tb.log.info("seed %d, config %s", BASE_SEED, cfg)
-    n = int(os.environ.get("HWGEN_ACC_LAYERS", "24"))
+    n = int(PLAN.get("layers", 24))
     for i in range(n):
         geo = random_geometry(cfg, rng)
         w, b = random_weights(cfg, rng, geo, scale=0.1)
@@ -275,24 +279,13 @@ async def backpressure(dut):
                     seed=50 + i, in_idle=idle, out_stall=stall)
 
 
-@cocotb.test()
-async def report(dut):
-    """Write the totals checked by the tests above (for the bench and the closing note)."""
-    out = os.environ.get("HWGEN_ACC_SUMMARY")
-    dut._log.info("checked: %s", SUMMARY)
-    if out:
-        with open(out, "w") as fh:
-            json.dump(SUMMARY, fh)
-
-
-@cocotb.test(skip=os.environ.get("HWGEN_ACC_BENCH_IN") is None)
-async def bench_layers(dut):
-    """Layers listed in HWGEN_ACC_BENCH_IN (an .npz written by tools/bench_accumulator.py), each
-    checked exactly; counters and wall time go to HWGEN_ACC_BENCH_OUT (JSON)."""
-    import time
-
+@cocotb.test(skip="layers_in" not in PLAN)
+async def replay_layers(dut):
+    """Layers listed in plan ``layers_in`` (an .npz of ``hwgen.sim.accumulator.write_layer_specs``),
+    each checked exactly, and against its exported trace where it has one; counters and wall
+    time go to plan ``layers_out`` (JSON)."""
     tb = AccHarness(dut)
-    spec = np.load(os.environ["HWGEN_ACC_BENCH_IN"], allow_pickle=False)
+    spec = np.load(PLAN["layers_in"], allow_pickle=False)
     n = int(spec["count"])
     results = []
     for i in range(n):
@@ -309,5 +302,6 @@ async def bench_layers(dut):
                         "timesteps": int(spec[f"x{i}"].shape[0]), "counters": res.counters,
                         "harness_cycles": res.cycles, "wall_s": time.perf_counter() - t0, "sim_s": res.sim_wall,
                         "descriptor": res.descriptor.as_dict()})
-    with open(os.environ["HWGEN_ACC_BENCH_OUT"], "w") as fh:
+    with open(PLAN["layers_out"], "w") as fh:
         json.dump(results, fh)
+    tb.log.info("checked: %s", SUMMARY)

@@ -64,3 +64,42 @@ def digits_t1_program(tmp_path_factory):
 def digits16_program(tmp_path_factory):
     """The bundled digits model (SDSA-3, T = 1) for 16 lanes: stage 4's heads of 24 are padded."""
     return _export_digits(tmp_path_factory, "digits_sdsa3_t1.pth", "digits16.yaml")
+
+
+@pytest.fixture
+def lint_clean(tmp_path):
+    """``lint_clean(component, top, sim_run)``: `verilator --lint-only -Wall` on the generated unit
+    alone (the Amaranth waivers of hwgen/lint.py, scoped to the generated file, as `hwgen build`
+    writes them), then on its harness and the shared harness kit with it, with the parameters
+    the simulation build of ``sim_run`` uses: the hand-written harness gets no waiver."""
+    from hwgen.build import emit_verilog
+    from hwgen.lint import lint, write_waivers
+    from hwgen.sim.runner import TEMPLATES
+
+    def check(component, top: str, sim_run) -> None:
+        unit = tmp_path / f"{top}.v"
+        unit.write_text(emit_verilog(component, top))
+        waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [unit])
+        ok, report = lint([f"./{unit.name}"], top, f"./{waivers.name}", tmp_path)
+        assert ok, report
+        templates = [Path(src).name for src in sim_run.sources if Path(src).parent == TEMPLATES]
+        for name in templates:
+            (tmp_path / name).write_text((TEMPLATES / name).read_text())
+        ok, report = lint([*(f"-G{k}={v}" for k, v in sim_run.parameters.items()), *(f"./{n}" for n in templates),
+                           f"./{unit.name}"], sim_run.toplevel, f"./{waivers.name}", tmp_path)
+        assert ok, report
+    return check
+
+
+@pytest.fixture
+def golden_break_caught(capfd):
+    """``golden_break_caught(run, phrase)``: a run with a deliberately broken golden value must
+    fail, and its report must name the first mismatch (``phrase``)."""
+    from hwgen.sim.runner import run_cocotb
+
+    def check(run, phrase: str) -> None:
+        with pytest.raises((SystemExit, AssertionError)):
+            run_cocotb(run)
+        out = capfd.readouterr()
+        assert phrase in out.out + out.err
+    return check

@@ -3,13 +3,10 @@
 Every test drives ``lif_harness`` (files in, files out, no Python per cycle), runs the golden
 integer LIF on the same currents and thresholds and compares spikes and pre-reset membranes with
 ``==`` on whole arrays. Seeds are logged; a failure names timestep, neuron, lane, beat and the
-cycle the beat left the core.
+cycle the beat left the core. Parameters come from the test plan (``hwgen.sim.harness``):
+``seed``, ``updates``, ``stream_updates``, ``mutate_golden``, ``replay``.
 """
 from __future__ import annotations
-
-import json
-import os
-import time
 
 import cocotb
 import numpy as np
@@ -17,9 +14,11 @@ import torch
 
 from contract.compare import assert_exact
 from golden.lif import lif_integer, thresholds_per_neuron
+from hwgen.sim.harness import DEFAULT_SEED, test_plan
 from hwgen.sim.lif import LifHarness
 
-BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))
+PLAN = test_plan()
+BASE_SEED = int(PLAN.get("seed", DEFAULT_SEED))
 
 
 def _limits(cfg):
@@ -28,7 +27,7 @@ def _limits(cfg):
 
 # Sensitivity check (rtl_tests/test_lif.py): corrupt one golden membrane by one LSB, the
 # comparison must then fail. Never set outside that test.
-MUTATE = os.environ.get("HWGEN_LIF_MUTATE_GOLDEN") == "1"
+MUTATE = bool(PLAN.get("mutate_golden"))
 
 
 def golden(cfg, currents, thresholds):
@@ -87,7 +86,7 @@ async def random_currents(dut):
     rng = np.random.default_rng(BASE_SEED)
     tb.log.info("seed %d, config %s", BASE_SEED, cfg)
     updates, case = 0, 0
-    target = int(os.environ.get("HWGEN_LIF_UPDATES", "40000"))
+    target = int(PLAN.get("updates", 40000))
     while updates < target:
         T = int(rng.integers(1, cfg.max_timesteps + 1))
         beats, rows = geometry(cfg, rng)
@@ -182,20 +181,17 @@ async def backpressure(dut):
 
 @cocotb.test()
 async def full_stream_throughput(dut):
-    """No idle input, no stall: one beat per cycle. Every image is still checked exactly.
-    Writes figures for tools/bench_lif.py and tools/demo.py when HWGEN_BENCH_OUT is set."""
+    """No idle input, no stall: one beat per cycle. Every image is still checked exactly
+    (tools/bench_lif.py measures simulation speed the same way)."""
     tb = LifHarness(dut)
     cfg = tb.cfg
     rng = np.random.default_rng(BASE_SEED + 4)
     T = cfg.max_timesteps
-    target = int(os.environ.get("HWGEN_BENCH_UPDATES", "200000"))
+    target = int(PLAN.get("stream_updates", 200000))
     updates = cycles = images = 0
-    wall = 0.0
     while updates < target:
         currents, thresholds = random_case(cfg, rng, T, cfg.beats, cfg.threshold_rows, spread=0.3)
-        t0 = time.perf_counter()
         res = await tb.run(currents, thresholds)
-        wall += time.perf_counter() - t0
         exp_s, exp_h = golden(cfg, currents, thresholds)
         assert_exact(f"[image {images}] membrane", exp_h, res.membranes, ("timestep", "neuron"))
         assert_exact(f"[image {images}] spike", exp_s, res.spikes, ("timestep", "neuron"))
@@ -205,22 +201,17 @@ async def full_stream_throughput(dut):
         updates += currents.size
         cycles += res.cycles
         images += 1
-    tb.log.info("full stream: %d updates in %d cycles = %.3f per cycle (lanes %d), %.0f updates/s",
-                updates, cycles, updates / cycles, cfg.lanes, updates / wall)
-    out = os.environ.get("HWGEN_BENCH_OUT")
-    if out:
-        with open(out, "w") as fh:
-            json.dump({"config": cfg.__dict__, "images": images, "updates": updates, "cycles": cycles,
-                       "lanes": cfg.lanes, "wall_s": wall}, fh)
+    tb.log.info("full stream: %d updates in %d cycles = %.3f per cycle (lanes %d)",
+                updates, cycles, updates / cycles, cfg.lanes)
 
 
-@cocotb.test(skip=os.environ.get("HWGEN_LIF_REPLAY") is None)
+@cocotb.test(skip="replay" not in PLAN)
 async def replay_traces(dut):
-    """LIF layers of an exported program (HWGEN_LIF_REPLAY: an .npz of currents [T, N] in the
+    """LIF layers of an exported program (plan ``replay``: an .npz of currents [T, N] in the
     core's neuron order, per-channel thresholds, traced spikes and membranes): the RTL's
     membranes, carried across the T timesteps, must equal the golden engine and the trace."""
     tb = LifHarness(dut)
-    spec = np.load(os.environ["HWGEN_LIF_REPLAY"])
+    spec = np.load(PLAN["replay"])
     for i in range(int(spec["count"])):
         currents, thresholds = spec[f"x{i}"].astype(np.int64), spec[f"th{i}"].astype(np.int64)
         label = str(spec[f"label{i}"])

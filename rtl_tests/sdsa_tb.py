@@ -4,13 +4,10 @@ Every test drives ``sdsa_harness`` (files in, files out, no Python per cycle), r
 ``golden.intsim.IntegerEngine`` on an ``sdsa`` layer with the same Q, K, V and compares the
 attention integers with ``==`` on whole arrays. The unit's counters are held to the cycle model
 of docs/sdsa.md (``hwgen.sim.sdsa.cycle_model``). Seeds are logged; a failure names timestep,
-channel, token and the cycle the output beat left the unit.
+channel, token and the cycle the output beat left the unit. Parameters come from the test plan
+(``hwgen.sim.harness``): ``seed``, ``values``, ``cases``, ``replay``.
 """
 from __future__ import annotations
-
-import json
-import os
-import time
 
 import cocotb
 import numpy as np
@@ -20,9 +17,11 @@ from contract.compare import assert_exact
 from contract.config import HwConfig
 from contract.program import Layer, Program
 from golden.intsim import IntegerEngine
+from hwgen.sim.harness import DEFAULT_SEED, test_plan
 from hwgen.sim.sdsa import SdsaHarness, cycle_model, output_beat
 
-BASE_SEED = int(os.environ.get("HWGEN_TEST_SEED", "20261128"))
+PLAN = test_plan()
+BASE_SEED = int(PLAN.get("seed", DEFAULT_SEED))
 RATES = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9)
 
 torch.set_num_threads(1)
@@ -123,8 +122,8 @@ async def random_spikes(dut):
     rng = np.random.default_rng(BASE_SEED)
     tb.log.info("seed %d, config %s", BASE_SEED, cfg)
     tally = Tally()
-    target = int(os.environ.get("HWGEN_SDSA_VALUES", "20000"))
-    max_cases = int(os.environ.get("HWGEN_SDSA_CASES", "600"))
+    target = int(PLAN.get("values", 20000))
+    max_cases = int(PLAN.get("cases", 600))
     pressure = [(0, 0), (0, 128), (128, 0), (64, 64), (200, 200)]
     while tally.values < target and tally.cases < max_cases:
         heads, d, N, T = random_geometry(cfg, rng)
@@ -208,46 +207,27 @@ async def corrupted_golden_is_caught(dut):
 
 @cocotb.test()
 async def full_stream(dut):
-    """Input always valid, output always ready: cycles equal the cycle model exactly. With
-    HWGEN_SDSA_BENCH (a JSON list of cases) writes the figures for tools/bench_sdsa.py to
-    HWGEN_SDSA_BENCH_OUT; every bench image is checked bit-exact too."""
+    """Input always valid, output always ready: cycles equal the cycle model exactly
+    (tools/bench_sdsa.py runs its sweeps the same way)."""
     tb = SdsaHarness(dut)
     cfg = tb.cfg
-    spec = os.environ.get("HWGEN_SDSA_BENCH")
-    if spec:
-        cases = json.loads(spec)
-    else:
-        cases = [dict(heads=cfg.heads, head_dim=cfg.head_dim, tokens=cfg.max_tokens, timesteps=1, rate=r, seed=i)
-                 for i, r in enumerate((0.02, 0.1, 0.3, 0.9))]
     tally = Tally()
-    rows = []
-    wall = 0.0
-    for case in cases:
-        rng = np.random.default_rng(BASE_SEED + 10 + case["seed"])
-        T, N, heads, d = case["timesteps"], case["tokens"], case["heads"], case["head_dim"]
-        q, k, v = random_qkv(rng, T, heads * d, N, (case["rate"],) * 3)
-        t0 = time.perf_counter()
-        res, model = await check(tb, tally, q, k, v, heads=heads, head_dim=d, exact_cycles=True,
-                                 label=f"full stream {case}")
-        wall += time.perf_counter() - t0
-        rows.append({**case, **{f"perf_{k_}": v_ for k_, v_ in res.perf.items()},
-                     "dense_cycles": model["dense_cycles"], "io_bound": model["io_bound"],
-                     "lanes": cfg.lanes, "variant": cfg.variant})
+    for seed, rate in enumerate((0.02, 0.1, 0.3, 0.9)):
+        rng = np.random.default_rng(BASE_SEED + 10 + seed)
+        q, k, v = random_qkv(rng, 1, cfg.heads * cfg.head_dim, cfg.max_tokens, (rate,) * 3)
+        await check(tb, tally, q, k, v, heads=cfg.heads, head_dim=cfg.head_dim, exact_cycles=True,
+                    label=f"full stream rate {rate}")
     tb.log.info("full stream: %d cases, %d attention values exact, cycles = model", tally.cases, tally.values)
-    out = os.environ.get("HWGEN_SDSA_BENCH_OUT")
-    if out:
-        with open(out, "w") as fh:
-            json.dump({"rows": rows, "wall_s": wall}, fh)
 
 
-@cocotb.test(skip=os.environ.get("HWGEN_SDSA_REPLAY") is None)
+@cocotb.test(skip="replay" not in PLAN)
 async def replay_traces(dut):
-    """Attention layers of an exported program (HWGEN_SDSA_REPLAY: an .npz of q, k, v spikes
+    """Attention layers of an exported program (plan ``replay``: an .npz of q, k, v spikes
     [T, C, N] and the traced attention integers), checked against the golden engine and the
     trace itself."""
     tb = SdsaHarness(dut)
     tally = Tally()
-    spec = np.load(os.environ["HWGEN_SDSA_REPLAY"])
+    spec = np.load(PLAN["replay"])
     for i in range(int(spec["count"])):
         q, k, v = (spec[f"{n}{i}"].astype(np.int64) for n in ("q", "k", "v"))
         heads, head_dim = int(spec[f"heads{i}"]), int(spec[f"head_dim{i}"])

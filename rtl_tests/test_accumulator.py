@@ -1,26 +1,28 @@
-"""pytest entry for the accumulator array testbench (rtl_tests/acc_tb.py), one simulator per config."""
+"""pytest entry for the accumulator array testbench (rtl_tests/acc_tb.py): one item per cocotb
+test and config (``pytest -k folded_remainder`` runs that test alone), one build per config."""
 from pathlib import Path
 
 import pytest
 
 from hwgen.sim.accumulator import acc_sim_run
-from hwgen.sim.runner import run_cocotb
+from hwgen.sim.runner import cocotb_tests, run_cocotb
 
 HERE = Path(__file__).parent
+#: every test of acc_tb.py but the replay of layers from a file (test_digits_model_layers_replay)
+TESTS = [name for name in cocotb_tests(HERE / "acc_tb.py") if name != "replay_layers"]
 
 
-def test_accumulator_bit_exact(acc_hw):
-    """Random layer sweep, edge maps, encoding planes, overflow and backpressure on one config."""
-    run_cocotb(acc_sim_run(acc_hw, test_module="acc_tb", test_dir=HERE))
+@pytest.mark.parametrize("testcase", TESTS)
+def test_accumulator_bit_exact(acc_hw, testcase):
+    """One cocotb test of acc_tb.py on one config: random layer sweep, edge maps, lanes over x,
+    folded remainder, encoding planes, overflow, backpressure."""
+    run_cocotb(acc_sim_run(acc_hw, test_module="acc_tb", test_dir=HERE, testcase=testcase, plan={}))
 
 
-def test_broken_golden_value_is_caught(acc_hw, capfd):
+def test_broken_golden_value_is_caught(acc_hw, golden_break_caught):
     run = acc_sim_run(acc_hw, test_module="acc_tb", test_dir=HERE, testcase="edge_maps",
-                      env={"HWGEN_ACC_MUTATE_GOLDEN": "1"})
-    with pytest.raises((SystemExit, AssertionError)):
-        run_cocotb(run)
-    out = capfd.readouterr()
-    assert "accumulator differs at timestep=" in out.out + out.err
+                      plan={"mutate_golden": True})
+    golden_break_caught(run, "accumulator differs at timestep=")
 
 
 def test_digits_model_layers_replay(tmp_path, digits_program):
@@ -36,29 +38,16 @@ def test_digits_model_layers_replay(tmp_path, digits_program):
     spec = tmp_path / "layers.npz"
     write_layer_specs(spec, layers)
     out = tmp_path / "out.json"
-    run_cocotb(acc_sim_run(hw, test_module="acc_tb", test_dir=HERE, testcase="bench_layers",
-                           env={"HWGEN_ACC_BENCH_IN": str(spec), "HWGEN_ACC_BENCH_OUT": str(out)}))
+    run_cocotb(acc_sim_run(hw, test_module="acc_tb", test_dir=HERE, testcase="replay_layers",
+                           plan={"layers_in": str(spec), "layers_out": str(out)}))
     import json
     rows = json.loads(out.read_text())
     assert [r["label"] for r in rows] == [layer[0] for layer in layers]
 
 
-def test_generated_verilog_and_harness_lint_clean(acc_hw, tmp_path):
-    """`verilator --lint-only -Wall` on the generated unit (Amaranth waivers of hwgen/lint.py,
-    scoped to the generated file) and on the harness with it, for every test config."""
-    from hwgen.build import emit_verilog
-    from hwgen.lint import lint, write_waivers
-    from hwgen.sim.accumulator import TEMPLATES
+def test_generated_verilog_and_harness_lint_clean(acc_hw, lint_clean):
+    """`verilator --lint-only -Wall` on the generated unit and on the harness with it, for every
+    test config (rtl_tests/conftest.py: lint_clean)."""
     from hwgen.units.accumulator import AccumulatorArray
 
-    unit = tmp_path / "acc_array.v"
-    unit.write_text(emit_verilog(AccumulatorArray(acc_hw.accumulator), "acc_array"))
-    for name in ("acc_harness.sv", "harness_rng.sv"):
-        (tmp_path / name).write_text((TEMPLATES / name).read_text())
-    waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [unit])
-    ok, report = lint(["./acc_array.v"], "acc_array", f"./{waivers.name}", tmp_path)
-    assert ok, report
-    params = acc_sim_run(acc_hw, test_module="acc_tb", test_dir=HERE).parameters
-    ok, report = lint([*(f"-G{k}={v}" for k, v in params.items()), "./acc_harness.sv", "./harness_rng.sv",
-                       "./acc_array.v"], "acc_harness", f"./{waivers.name}", tmp_path)
-    assert ok, report
+    lint_clean(AccumulatorArray(acc_hw.accumulator), "acc_array", acc_sim_run(acc_hw, test_module="acc_tb", test_dir=HERE))

@@ -78,7 +78,7 @@ def _sdsa_replay(tmp_path, program_dir, config):
     assert int(spec["count"]) >= 2, "the digits model has an attention layer in stages 3 and 4"
     np.savez(tmp_path / "sdsa.npz", **spec)
     run_cocotb(sdsa_sim_run(hw.sdsa, name=hw.name, test_module="sdsa_tb", test_dir=HERE,
-                            testcase="replay_traces", env={"HWGEN_SDSA_REPLAY": str(tmp_path / "sdsa.npz")}))
+                            testcase="replay_traces", plan={"replay": str(tmp_path / "sdsa.npz")}))
 
 
 def test_digits_attention_replays_on_sdsa_unit(tmp_path, digits_program):
@@ -99,4 +99,4 @@ def test_digits_lif_layers_replay_on_lif_core(tmp_path, digits_program):
     assert any(n.endswith("attn_lif") for n in names) and "lif" in names
     np.savez(tmp_path / "lif.npz", **spec)
     run_cocotb(lif_sim_run(hw, test_module="lif_tb", test_dir=HERE, testcase="replay_traces",
-                           env={"HWGEN_LIF_REPLAY": str(tmp_path / "lif.npz")}))
+                           plan={"replay": str(tmp_path / "lif.npz")}))

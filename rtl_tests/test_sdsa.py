@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from contract.config import ConfigError, load_config
-from hwgen.lint import lint, write_waivers
-from hwgen.sim.runner import run_cocotb
-from hwgen.sim.sdsa import TEMPLATES, sdsa_sim_run
+from hwgen.sim.runner import cocotb_tests, run_cocotb
+from hwgen.sim.sdsa import sdsa_sim_run
 from hwgen.units.sdsa import SdsaConfig, SdsaUnit
 
 HERE = Path(__file__).parent
@@ -23,41 +22,30 @@ SDSA_CONFIGS = {name: load_config(CONFIG_DIR / f"{name}.yaml").to_dict()["sdsa"]
                 for name in ("sdsa3_l4", "sdsa4_l3", "sdsa1_l8", "sdsa2_l1")}
 
 
+#: every test of sdsa_tb.py but the replay, which needs an exported program (test_replay_digits.py)
+TESTS = [name for name in cocotb_tests(HERE / "sdsa_tb.py") if name != "replay_traces"]
+
+
 @pytest.fixture(params=sorted(SDSA_CONFIGS))
 def sdsa_cfg(request):
     return request.param, load_config(CONFIG_DIR / f"{request.param}.yaml").sdsa
 
 
-def test_sdsa_unit_bit_exact(sdsa_cfg):
-    """All cocotb tests of sdsa_tb.py on one config: random rates and geometries with
+@pytest.mark.parametrize("testcase", TESTS)
+def test_sdsa_unit_bit_exact(sdsa_cfg, testcase):
+    """One cocotb test of sdsa_tb.py on one config: random rates and geometries with
     backpressure, extremes, heavy backpressure, a corrupted golden value that must be caught,
-    full-stream cycle counts."""
+    full-stream cycle counts (``pytest -k extremes`` runs that test alone)."""
     name, cfg = sdsa_cfg
-    run = sdsa_sim_run(cfg, name=name, test_module="sdsa_tb", test_dir=HERE,
-                       env={"HWGEN_SDSA_VALUES": "60000", "HWGEN_SDSA_CASES": "600"})
-    run_cocotb(run)
+    run_cocotb(sdsa_sim_run(cfg, name=name, test_module="sdsa_tb", test_dir=HERE, testcase=testcase,
+                            plan={"values": 60000, "cases": 600}))
 
 
-def test_generated_verilog_and_harness_lint_clean(sdsa_cfg, tmp_path):
-    """`verilator --lint-only -Wall` on the generated unit alone and on harness + unit. The
-    waivers (hwgen/lint.py, as `hwgen build` writes them) are scoped to the generated file, so
-    the hand-written harness is held to full -Wall with no waiver."""
-    from hwgen.build import emit_verilog
-
+def test_generated_verilog_and_harness_lint_clean(sdsa_cfg, lint_clean):
+    """`verilator --lint-only -Wall` on the generated unit alone and on harness + unit
+    (rtl_tests/conftest.py: lint_clean)."""
     name, cfg = sdsa_cfg
-    unit = tmp_path / "sdsa_unit.v"
-    unit.write_text(emit_verilog(SdsaUnit(cfg=cfg), "sdsa_unit"))
-    harness = tmp_path / "sdsa_harness.sv"
-    harness.write_text((TEMPLATES / "sdsa_harness.sv").read_text())
-    (tmp_path / "harness_rng.sv").write_text((TEMPLATES / "harness_rng.sv").read_text())
-    waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [unit])
-    ok, report = lint(["./sdsa_unit.v"], "sdsa_unit", f"./{waivers.name}", tmp_path)
-    assert ok, report
-    # The harness with the parameters the simulation build uses for this config.
-    params = sdsa_sim_run(cfg, name=name, test_module="sdsa_tb", test_dir=HERE).parameters
-    gparams = [f"-G{k}={v}" for k, v in params.items()]
-    ok, report = lint([*gparams, "./sdsa_harness.sv", "./harness_rng.sv", "./sdsa_unit.v"], "sdsa_harness", f"./{waivers.name}", tmp_path)
-    assert ok, report
+    lint_clean(SdsaUnit(cfg=cfg), "sdsa_unit", sdsa_sim_run(cfg, name=name, test_module="sdsa_tb", test_dir=HERE))
 
 
 def test_sdsa4_is_sdsa3_hardware():

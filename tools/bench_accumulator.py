@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         layers = layers_from_program(Path(args.program), cfg) + layers
     work = Path(tempfile.mkdtemp(prefix="bench_acc_", dir=REPO_ROOT / "build"))
     write_layer_specs(work / "layers.npz", layers)
-    run = acc_sim_run(hw, test_module="acc_tb", test_dir=REPO_ROOT / "rtl_tests", testcase="bench_layers",
-                      env={"HWGEN_ACC_BENCH_IN": str(work / "layers.npz"), "HWGEN_ACC_BENCH_OUT": str(work / "out.json")})
+    run = acc_sim_run(hw, test_module="acc_tb", test_dir=REPO_ROOT / "rtl_tests", testcase="replay_layers",
+                      plan={"layers_in": str(work / "layers.npz"), "layers_out": str(work / "out.json")})
     run.log_file = work / "sim.log"
     t0 = time.perf_counter()
     run_cocotb(run)

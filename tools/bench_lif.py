@@ -4,13 +4,17 @@
 
 Runs the full-stream case (input always valid, output always ready) on each config's
 generated RTL through the file-driven harness; every image is checked bit-exact on the way.
+The simulator runs :func:`bench` below (this module is also its cocotb test module).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
+
+import cocotb
 
 from contract.config import load_config
 from hwgen.sim.lif import lif_sim_run
@@ -22,12 +26,41 @@ DEFAULT_CONFIGS = ["lif_small", "lif_wide", "lif_subtract"]
 def bench(name: str, updates: int, log_dir: Path) -> dict:
     hw = load_config(REPO_ROOT / "configs" / "hw" / f"{name}.yaml")
     out = log_dir / f"{name}.json"
-    run = lif_sim_run(hw, test_module="lif_tb", test_dir=REPO_ROOT / "rtl_tests",
-                      testcase="full_stream_throughput",
-                      env={"HWGEN_BENCH_OUT": str(out), "HWGEN_BENCH_UPDATES": str(updates)})
+    run = lif_sim_run(hw, test_module="tools.bench_lif", test_dir=REPO_ROOT, testcase="bench",
+                      plan={"out": str(out), "updates": updates})
     run.log_file = log_dir / f"{name}.log"
     run_cocotb(run)
     return json.loads(out.read_text())
+
+
+@cocotb.test()
+async def bench(dut):
+    """Full-stream images until plan ``updates`` neuron updates, each checked exactly against
+    golden.lif; figures to plan ``out``."""
+    import numpy as np
+
+    from contract.compare import assert_exact
+    from hwgen.sim.lif import LifHarness
+    from rtl_tests.lif_tb import BASE_SEED, golden, random_case
+
+    tb = LifHarness(dut)
+    cfg = tb.cfg
+    rng = np.random.default_rng(BASE_SEED + 4)
+    updates = cycles = images = 0
+    wall = 0.0
+    while updates < tb.plan["updates"]:
+        currents, thresholds = random_case(cfg, rng, cfg.max_timesteps, cfg.beats, cfg.threshold_rows, spread=0.3)
+        t0 = time.perf_counter()
+        res = await tb.run(currents, thresholds)
+        wall += time.perf_counter() - t0
+        exp_s, exp_h = golden(cfg, currents, thresholds)
+        assert_exact(f"[image {images}] membrane", exp_h, res.membranes, ("timestep", "neuron"))
+        assert_exact(f"[image {images}] spike", exp_s, res.spikes, ("timestep", "neuron"))
+        updates += currents.size
+        cycles += res.cycles
+        images += 1
+    Path(tb.plan["out"]).write_text(json.dumps({"config": cfg.__dict__, "images": images, "updates": updates,
+                                                "cycles": cycles, "lanes": cfg.lanes, "wall_s": wall}))
 
 
 def main(argv=None) -> int:

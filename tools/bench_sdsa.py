@@ -3,9 +3,10 @@ cycles against token count.
 
     python -m tools.bench_sdsa [--variants 3 1] [--out-blocks 1 4] [--rates 0.02 0.1 0.5] [--quick]
 
-Runs the full-stream case (input always valid, output always ready) of rtl_tests/sdsa_tb.py on
-each variant's generated RTL through the file-driven harness; every image is checked bit-exact
-against the golden engine and its cycle count against the cycle model on the way.
+Runs the full-stream case (input always valid, output always ready) on each variant's generated
+RTL through the file-driven harness (:func:`bench` below; this module is also its cocotb test
+module); every image is checked bit-exact against the golden engine and its cycle count against
+the cycle model on the way (rtl_tests/sdsa_tb.py's ``check``).
 
 Figures per run: additions (lane-additions the unit counted), cycles, the bound
 ``ceil(additions / lanes)``, efficiency = bound / cycles, the interface bound (no unit with one
@@ -22,8 +23,10 @@ import itertools
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 
+import cocotb
 import numpy as np
 
 from hwgen.sim.runner import REPO_ROOT, run_cocotb
@@ -66,12 +69,35 @@ def run_variant(variant: int, out_blocks: int, spec: list[dict], log_dir: Path) 
     cfg = config(variant, out_blocks)
     tag = f"v{variant}_p{out_blocks}"
     out = log_dir / f"{tag}.json"
-    run = sdsa_sim_run(cfg, name=f"bench_{tag}", test_module="sdsa_tb", test_dir=REPO_ROOT / "rtl_tests",
-                       testcase="full_stream",
-                       env={"HWGEN_SDSA_BENCH": json.dumps(spec), "HWGEN_SDSA_BENCH_OUT": str(out)})
+    run = sdsa_sim_run(cfg, name=f"bench_{tag}", test_module="tools.bench_sdsa", test_dir=REPO_ROOT,
+                       testcase="bench", plan={"cases": spec, "out": str(out)})
     run.log_file = log_dir / f"{tag}.log"
     run_cocotb(run)
     return json.loads(out.read_text())["rows"]
+
+
+@cocotb.test()
+async def bench(dut):
+    """The plan's ``cases``, full stream, each checked exactly and its cycles against the cycle
+    model; figures and the simulation wall time to plan ``out``."""
+    from hwgen.sim.sdsa import SdsaHarness
+    from rtl_tests.sdsa_tb import BASE_SEED, Tally, check, random_qkv
+
+    tb = SdsaHarness(dut)
+    cfg = tb.cfg
+    tally, rows, wall = Tally(), [], 0.0
+    for case in tb.plan["cases"]:
+        rng = np.random.default_rng(BASE_SEED + 10 + case["seed"])
+        T, N, heads, d = case["timesteps"], case["tokens"], case["heads"], case["head_dim"]
+        q, k, v = random_qkv(rng, T, heads * d, N, (case["rate"],) * 3)
+        t0 = time.perf_counter()
+        res, model = await check(tb, tally, q, k, v, heads=heads, head_dim=d, exact_cycles=True,
+                                 label=f"full stream {case}")
+        wall += time.perf_counter() - t0
+        rows.append({**case, **{f"perf_{k_}": v_ for k_, v_ in res.perf.items()},
+                     "dense_cycles": model["dense_cycles"], "io_bound": model["io_bound"],
+                     "lanes": cfg.lanes, "variant": cfg.variant})
+    Path(tb.plan["out"]).write_text(json.dumps({"rows": rows, "wall_s": wall}))
 
 
 def main(argv=None) -> int:

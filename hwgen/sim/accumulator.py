@@ -9,36 +9,32 @@
 """
 from __future__ import annotations
 
-import json
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from contract.config import AccumulatorConfig, HwConfig
-from hwgen.hexfile import pack_bits, read_words, unpack_fields, write_words
+from contract.config import COUNTER_WIDTH, AccumulatorConfig, HwConfig
+from hwgen.hexfile import pack_bits, unpack_fields
 from hwgen.layout import (
     ConvGeometry,
     Descriptor,
     bias_words,
     descriptor,
+    descriptor_layout,
     fold_slots,
     unpad_accumulators,
     weight_words,
     x_lanes_suit,
 )
 from hwgen.sim.harness import FileHarness
-from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
+from hwgen.sim.runner import REPO_ROOT, TEMPLATES, SimRun, range_bits, unit_sim_run
+from hwgen.units.accumulator import COUNTERS
 
-__all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "CONFIG_ENV",
+__all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struct", "TEMPLATES",
            "layers_from_program", "write_layer_specs"]
 
-TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 17
-CONFIG_ENV = "HWGEN_ACC_CONFIG_JSON"
-COUNTERS = ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")
 
 
 def pack_struct(layout, values: dict) -> int:
@@ -53,19 +49,11 @@ def pack_struct(layout, values: dict) -> int:
     return word
 
 
-def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None, env: dict | None = None) -> SimRun:
-    from hwgen.build import emit_verilog
-    from hwgen.units.accumulator import (
-        AccumulatorArray,
-        descriptor_layout,
-        event_layout,
-    )
+def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None, plan: dict | None = None) -> SimRun:
+    """The accumulator harness for ``hw.accumulator``; ``plan`` gets the config added."""
+    from hwgen.units.accumulator import AccumulatorArray, event_layout
 
     cfg = hw.accumulator
-    rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
-    rtl_dir.mkdir(parents=True, exist_ok=True)
-    unit = rtl_dir / "acc_array.v"
-    write_if_changed(unit, emit_verilog(AccumulatorArray(cfg), "acc_array"))
     params = {
         "LANES": cfg.lanes,
         "EVENT_W": event_layout(cfg).size,
@@ -75,14 +63,13 @@ def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None
         "BIAS_W": cfg.bias_width,
         "W_ADDR_W": range_bits(cfg.weight_depth),
         "B_ADDR_W": range_bits(cfg.bias_depth),
+        "COUNTER_WIDTH": COUNTER_WIDTH,
         "DEPTH": HARNESS_DEPTH,
     }
-    full_env = {CONFIG_ENV: json.dumps(hw.to_dict())}
-    full_env.update(env or {})
-    return SimRun(name=f"acc-{hw.name}", sources=[unit, TEMPLATES / "acc_harness.sv", TEMPLATES / "harness_rng.sv"],
-                  toplevel="acc_harness",
-                  test_module=test_module, test_dir=Path(test_dir), parameters=params, env=full_env,
-                  testcase=testcase)
+    return unit_sim_run(AccumulatorArray(cfg), top="acc_array", harness="acc_harness.sv", name=f"acc-{hw.name}",
+                        rtl_dir=REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}", parameters=params,
+                        test_module=test_module, test_dir=test_dir, testcase=testcase,
+                        plan={**(plan or {}), "config": hw.to_dict()})
 
 
 def spike_events(spikes: np.ndarray, *, planes: int = 1) -> list[tuple[int, int, int, int, int]]:
@@ -113,10 +100,8 @@ class AccHarness(FileHarness):
     """cocotb-side driver of ``acc_harness``: one :meth:`run` per layer."""
 
     def __init__(self, dut, cfg: AccumulatorConfig | None = None, workdir: Path | None = None):
-        if cfg is None:
-            cfg = HwConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV).accumulator
-        self.cfg = cfg
         super().__init__(dut, workdir)
+        self.cfg = cfg or HwConfig.from_dict(self.plan["config"], "test plan").accumulator
 
     async def run(self, geo: ConvGeometry, weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, *,
                   planes: int = 1, signed_planes: bool = False, w_offset: int = 0, b_offset: int = 0,
@@ -128,10 +113,9 @@ class AccHarness(FileHarness):
         layer suits it (depthwise, stride 1) and the config has grouped convs. ``fold``: the
         folded remainder, by default wherever the layer suits it (``hwgen.layout.fold_slots``)
         and the input is spikes (the encoding layer's bit planes are not folded)."""
-        from hwgen.units.accumulator import descriptor_layout, event_layout
+        from hwgen.units.accumulator import event_layout
 
         cfg, d, L = self.cfg, self.dut, self.cfg.lanes
-        await self.ensure_reset()
         if x_lanes is None:
             x_lanes = "grouped" in cfg.kinds and x_lanes_suit(geo)
         if fold is None:
@@ -160,29 +144,20 @@ class AccHarness(FileHarness):
         for i, name in enumerate(("flush", "ci", "y", "x", "plane")):
             ev_words |= cols[:, i] << ev_layout[name].offset
 
-        files = {n: self.workdir / f"acc_{n}.hex" for n in ("weights", "biases", "events", "res")}
-        write_words(files["weights"], pack_bits(w_img, cfg.weight_width))
-        write_words(files["biases"], pack_bits(b_img, cfg.bias_width))
-        write_words(files["events"], pack_bits(ev_words[:, None], ev_layout.size))
-        if files["res"].exists():
-            files["res"].unlink()
-
-        d.desc.value = pack_struct(descriptor_layout(cfg), desc.as_dict())
-        d.n_weights.value, d.n_biases.value, d.n_events.value = len(w_img), len(b_img), len(events)
-        d.timesteps.value = T
-        d.seed.value, d.in_idle.value, d.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
-        t0 = await self.launch()
         limit = 64 * (len(w_img) + len(b_img) + len(events) * (geo.kernel ** 2) * max(1, desc.group_words)
                       + desc.drain_words * (T + 1)) + 10_000
-        await self.wait_finished(limit, lambda: f"{int(d.outputs.value)} of {desc.drain_words * T} words out")
-        sim_wall = time.perf_counter() - t0
-        n_out = int(d.outputs.value)
-        if n_out != desc.drain_words * T:
-            raise AssertionError(f"unit drained {n_out} words, expected {desc.drain_words * T}")
-        counters = {name: int(getattr(d, f"count_{name}").value) for name in COUNTERS}
-        cycles = int(d.cycles.value)
-        await self.collect()
-        bits = read_words(files["res"], L * cfg.accumulator_width + 1)
+        status, bits = await self.exchange(
+            inputs={"acc_weights.hex": pack_bits(w_img, cfg.weight_width), "acc_biases.hex": pack_bits(b_img, cfg.bias_width),
+                    "acc_events.hex": pack_bits(ev_words[:, None], ev_layout.size)},
+            ports=dict(desc=pack_struct(descriptor_layout(cfg), desc.as_dict()), n_weights=len(w_img), n_biases=len(b_img),
+                       n_events=len(events), timesteps=T, seed=seed & 0xFFFFFFFF, in_idle=in_idle, out_stall=out_stall),
+            status=("outputs", "cycles", *(f"count_{name}" for name in COUNTERS)), result="acc_res.hex",
+            result_bits=L * cfg.accumulator_width + 1, limit_cycles=limit,
+            progress=lambda: f"{int(d.outputs.value)} of {desc.drain_words * T} words out")
+        if status["outputs"] != desc.drain_words * T:
+            raise AssertionError(f"unit drained {status['outputs']} words, expected {desc.drain_words * T}")
+        counters = {name: status[f"count_{name}"] for name in COUNTERS}
+        cycles = status["cycles"]
         data = unpack_fields(bits, L, cfg.accumulator_width, signed=True)
         last = unpack_fields(bits, 1, 1, signed=False, offset=L * cfg.accumulator_width)[:, 0]
         expected_last = np.zeros(len(last), dtype=np.int64)
@@ -192,7 +167,7 @@ class AccHarness(FileHarness):
                                  f"expected {np.flatnonzero(expected_last)[:8]}")
         sums = np.stack([unpad_accumulators(data[t * desc.drain_words:(t + 1) * desc.drain_words], geo, L, x_lanes=x_lanes)
                          for t in range(T)])
-        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc, sim_wall=sim_wall)
+        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc, sim_wall=self.sim_wall)
 
 
 def layers_from_program(folder: Path, cfg: AccumulatorConfig, image: int = 0):

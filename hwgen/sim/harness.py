@@ -1,20 +1,50 @@
-"""What every file-driven harness driver shares (cocotb side).
+"""The file-driven harness kit: what every unit's driver shares (pytest side and cocotb side).
 
-A harness (``templates/*_harness.sv``) reads its stimuli with ``$readmemh`` on a ``load``
-pulse, runs on ``go`` until it raises ``finished``, and writes its results with ``$writememh``
-on ``dump``. Python never runs per cycle: it waits on the ``finished`` edge itself.
+A harness (``templates/*_harness.sv``, built from ``harness_source``, ``harness_sink``,
+``harness_rom`` and ``harness_rng``) reads its stimuli with ``$readmemh`` on a ``load`` pulse,
+runs on ``go`` until it raises ``finished``, and writes its results with ``$writememh`` on
+``dump``. Python never runs per cycle: it waits on the ``finished`` edge itself.
+
+Test parameters travel in a *test plan*: a JSON file the pytest side writes
+(``hwgen.sim.runner``) and the cocotb side reads with :func:`test_plan` (its path is the
+``+hwgen_plan`` plusarg). The plan holds the unit's configuration under ``"config"`` and any
+parameter of the test (seed, sizes, input files, a deliberately broken golden value).
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["FileHarness"]
+import numpy as np
+
+from hwgen.hexfile import read_words, write_words
+
+__all__ = ["FileHarness", "test_plan", "PLAN_PLUSARG", "DEFAULT_SEED"]
+
+PLAN_PLUSARG = "hwgen_plan"
+DEFAULT_SEED = 20261128
+_PLAN: dict | None = None
+
+
+def test_plan() -> dict:
+    """The running test's plan (cocotb side); ``{}`` when the run was given none."""
+    global _PLAN
+    if _PLAN is None:
+        import cocotb
+
+        path = cocotb.plusargs.get(PLAN_PLUSARG)
+        _PLAN = json.loads(Path(str(path)).read_text()) if path else {}
+    return _PLAN
+
+
+test_plan.__test__ = False      # not a pytest test
 
 
 class FileHarness:
-    """Clock, reset and the load / go / finished / dump handshake of one harness."""
+    """Clock, reset and the load / go / finished / dump handshake of one harness, and
+    :meth:`exchange`: files in, run-time ports set, run, status ports and the result file out."""
 
     PERIOD_NS = 10
 
@@ -24,9 +54,15 @@ class FileHarness:
 
         self.dut = dut
         self.log = dut._log
+        self.plan = test_plan()
         self.workdir = Path(workdir or Path.cwd())
+        self.sim_wall = 0.0           # wall seconds of the last run, `go` to `finished`
         cocotb.start_soon(Clock(dut.clk, self.PERIOD_NS, unit="ns").start())
         self._reset_done = False
+
+    @property
+    def seed(self) -> int:
+        return int(self.plan.get("seed", DEFAULT_SEED))
 
     async def pulse(self, sig) -> None:
         """Drive ``sig`` high for exactly one rising edge."""
@@ -81,3 +117,22 @@ class FileHarness:
 
         await self.pulse(self.dut.dump)
         await RisingEdge(self.dut.clk)
+
+    async def exchange(self, *, inputs: dict[str, np.ndarray], ports: dict[str, int], status: tuple[str, ...],
+                       result: str, result_bits: int, limit_cycles: int,
+                       progress: Callable[[], str]) -> tuple[dict[str, int], np.ndarray]:
+        """One run: write each ``inputs`` bit matrix to its file, set the run-time ``ports``,
+        run, read the ``status`` ports, dump and read ``result`` (``result_bits`` a word)."""
+        await self.ensure_reset()
+        for name, bits in inputs.items():
+            write_words(self.workdir / name, bits)
+        res = self.workdir / result
+        res.unlink(missing_ok=True)
+        for name, value in ports.items():
+            getattr(self.dut, name).value = int(value)
+        t0 = await self.launch()
+        await self.wait_finished(limit_cycles, progress)
+        self.sim_wall = time.perf_counter() - t0
+        values = {name: int(getattr(self.dut, name).value) for name in status}
+        await self.collect()
+        return values, (read_words(res, result_bits) if res.exists() else np.zeros((0, result_bits), dtype=np.uint8))

@@ -9,35 +9,27 @@ Two halves:
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from contract.config import HwConfig, LifConfig
-from hwgen.hexfile import pack_bits, read_words, unpack_fields, write_words
+from hwgen.hexfile import pack_bits, unpack_fields
 from hwgen.sim.harness import FileHarness
-from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
+from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, unit_sim_run
 
-__all__ = ["lif_sim_run", "LifHarness", "LifResult", "HARNESS_DEPTH", "CONFIG_ENV"]
+__all__ = ["lif_sim_run", "LifHarness", "LifResult", "HARNESS_DEPTH"]
 
-TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 16     # most beats x timesteps per harness run
-CONFIG_ENV = "HWGEN_LIF_CONFIG_JSON"  # unique name: os.environ overrides the runner's env
 
 
 def lif_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase: str | None = None,
-                env: dict | None = None) -> SimRun:
-    from hwgen.build import emit_verilog
+                plan: dict | None = None) -> SimRun:
+    """The LIF harness for ``hw.lif``; ``plan`` (test parameters) gets the config added."""
     from hwgen.units.lif import LifCore
 
     cfg = hw.lif
-    rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
-    rtl_dir.mkdir(parents=True, exist_ok=True)
-    core = rtl_dir / "lif_core.v"
-    write_if_changed(core, emit_verilog(LifCore(cfg), "lif_core"))
     params = {
         "LANES": cfg.lanes,
         "CURRENT_WIDTH": cfg.current_width,
@@ -49,18 +41,10 @@ def lif_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase: str
         "STEPS_WIDTH": range_bits(cfg.max_timesteps + 1),
         "DEPTH": HARNESS_DEPTH,
     }
-    full_env = {CONFIG_ENV: json.dumps(hw.to_dict())}
-    full_env.update(env or {})
-    return SimRun(
-        name=f"lif-{hw.name}",
-        sources=[core, TEMPLATES / "lif_harness.sv", TEMPLATES / "harness_rng.sv"],
-        toplevel="lif_harness",
-        test_module=test_module,
-        test_dir=Path(test_dir),
-        parameters=params,
-        env=full_env,
-        testcase=testcase,
-    )
+    return unit_sim_run(LifCore(cfg), top="lif_core", harness="lif_harness.sv", name=f"lif-{hw.name}",
+                        rtl_dir=REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}", parameters=params,
+                        test_module=test_module, test_dir=test_dir, testcase=testcase,
+                        plan={**(plan or {}), "config": hw.to_dict()})
 
 
 @dataclass
@@ -75,18 +59,15 @@ class LifHarness(FileHarness):
     """cocotb-side driver of ``lif_harness``: one :meth:`run` per image."""
 
     def __init__(self, dut, cfg: LifConfig | None = None, workdir: Path | None = None):
-        if cfg is None:
-            cfg = HwConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV).lif
-        self.cfg = cfg
         super().__init__(dut, workdir)
+        self.cfg = cfg or HwConfig.from_dict(self.plan["config"], "test plan").lif
 
     async def run(self, currents: np.ndarray, thresholds: np.ndarray, *, seed: int = 1,
                   in_idle: int = 0, out_stall: int = 0, timeout_cycles: int | None = None) -> LifResult:
         """Run one image: ``currents[T, N]`` (N a multiple of lanes), ``thresholds[C]``
         (C a multiple of lanes dividing N). ``in_idle`` / ``out_stall`` are probabilities in
         1/256 of an idle input cycle / a stalled output cycle."""
-        cfg, d = self.cfg, self.dut
-        await self.ensure_reset()
+        cfg = self.cfg
         currents = np.asarray(currents, dtype=np.int64)
         thresholds = np.asarray(thresholds, dtype=np.int64)
         T, N = currents.shape
@@ -97,30 +78,20 @@ class LifHarness(FileHarness):
                              f"neurons<={cfg.neurons}, channels<={cfg.channels}")
         if T * beats > HARNESS_DEPTH or not 1 <= T <= cfg.max_timesteps:
             raise ValueError(f"T={T} x beats={beats} exceeds the harness depth {HARNESS_DEPTH} or max_timesteps")
-
-        stim, thr, res = (self.workdir / n for n in ("lif_stim.hex", "lif_thr.hex", "lif_res.hex"))
-        write_words(stim, pack_bits(currents.reshape(T * beats, L), cfg.current_width))
-        write_words(thr, pack_bits(thresholds.reshape(rows, L), cfg.threshold_width))
-        if res.exists():
-            res.unlink()
-
-        d.beats.value, d.thr_rows.value, d.timesteps.value = beats, rows, T
-        d.seed.value, d.in_idle.value, d.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
-        await self.launch()
-        limit = timeout_cycles or (T * beats * 64 + 1000)
-        await self.wait_finished(limit, lambda: f"{int(d.outputs.value)} of {T * beats} beats out")
-        n_out = int(d.outputs.value)
-        cycles = int(d.cycles.value)
-        if n_out != T * beats:
-            raise AssertionError(f"core emitted {n_out} beats, expected {T * beats}")
-        await self.collect()
-        bits = read_words(res, L + L * cfg.membrane_width + 32)
-        spikes = unpack_fields(bits, L, 1, signed=False)
-        membranes = unpack_fields(bits, L, cfg.membrane_width, signed=True, offset=L)
-        stamps = unpack_fields(bits, 1, 32, signed=False, offset=L + L * cfg.membrane_width)
+        width = L + L * cfg.membrane_width
+        status, bits = await self.exchange(
+            inputs={"lif_stim.hex": pack_bits(currents.reshape(T * beats, L), cfg.current_width),
+                    "lif_thr.hex": pack_bits(thresholds.reshape(rows, L), cfg.threshold_width)},
+            ports=dict(beats=beats, thr_rows=rows, timesteps=T, seed=seed & 0xFFFFFFFF, in_idle=in_idle,
+                       out_stall=out_stall),
+            status=("outputs", "cycles"), result="lif_res.hex", result_bits=width + 32,
+            limit_cycles=timeout_cycles or (T * beats * 64 + 1000),
+            progress=lambda: f"{int(self.dut.outputs.value)} of {T * beats} beats out")
+        if status["outputs"] != T * beats:
+            raise AssertionError(f"core emitted {status['outputs']} beats, expected {T * beats}")
         return LifResult(
-            spikes=spikes.reshape(T, N),
-            membranes=membranes.reshape(T, N),
-            stamps=stamps.reshape(T, beats),
-            cycles=cycles,
+            spikes=unpack_fields(bits, L, 1, signed=False).reshape(T, N),
+            membranes=unpack_fields(bits, L, cfg.membrane_width, signed=True, offset=L).reshape(T, N),
+            stamps=unpack_fields(bits, 1, 32, signed=False, offset=width).reshape(T, beats),
+            cycles=status["cycles"],
         )

@@ -24,9 +24,26 @@ from pathlib import Path
 
 from hwgen.toolchain import verilator_env
 
-__all__ = ["SimRun", "run_cocotb", "REPO_ROOT", "range_bits", "write_if_changed"]
+__all__ = ["SimRun", "run_cocotb", "REPO_ROOT", "range_bits", "write_if_changed", "cocotb_tests", "unit_sim_run",
+           "TEMPLATES", "HARNESS_KIT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = Path(__file__).parent / "templates"
+#: the shared harness templates every unit harness is built from
+HARNESS_KIT = [TEMPLATES / f"harness_{name}.sv" for name in ("io", "rng", "rom", "source", "sink")]
+
+
+def cocotb_tests(module: Path) -> list[str]:
+    """Names of the ``@cocotb.test`` functions of a testbench file, in file order (read from
+    its source, so pytest can give each its own item without importing cocotb code)."""
+    import ast
+
+    names = []
+    for node in ast.parse(Path(module).read_text()).body:
+        if isinstance(node, ast.AsyncFunctionDef) and any(
+                "cocotb.test" in ast.unparse(dec) for dec in node.decorator_list):
+            names.append(node.name)
+    return names
 
 
 def range_bits(n: int) -> int:
@@ -70,6 +87,7 @@ class SimRun:
     parameters: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
     plusargs: list[str] = field(default_factory=list)
+    plan: dict | None = None       # the test plan (JSON), read by the cocotb side (hwgen.sim.harness)
     testcase: str | list[str] | None = None
     log_file: Path | None = None   # send the simulator's output here instead of the console
     build_root: Path = REPO_ROOT / "build" / "sim"
@@ -115,6 +133,12 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> int:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     env = {k: str(v) for k, v in run.env.items()}
+    plusargs = list(run.plusargs)
+    if run.plan is not None:
+        from hwgen.sim.harness import PLAN_PLUSARG
+
+        (run_dir / "plan.json").write_text(json.dumps(run.plan, indent=1, default=str))
+        plusargs.append(f"+{PLAN_PLUSARG}={run_dir / 'plan.json'}")
     runner.test(
         test_module=run.test_module,
         hdl_toplevel=run.toplevel,
@@ -122,7 +146,7 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> int:
         test_dir=run_dir,
         results_xml=str(results),
         extra_env=env,
-        plusargs=run.plusargs,
+        plusargs=plusargs,
         testcase=run.testcase,
         log_file=run.log_file,
     )
@@ -134,3 +158,17 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> int:
         raise AssertionError(f"no cocotb test ran in {run.test_module} (filter {run.testcase!r})")
     shutil.rmtree(run_dir, ignore_errors=True)    # passed: nothing to inspect
     return total
+
+
+def unit_sim_run(component, *, top: str, harness: str, name: str, rtl_dir: Path, parameters: dict,
+                 test_module: str, test_dir: Path, plan: dict, testcase=None) -> SimRun:
+    """The run of one unit's harness: the unit's Verilog (rewritten only when it changed), the
+    harness template and the shared kit; ``plan`` goes to the cocotb side."""
+    from hwgen.build import emit_verilog
+
+    rtl_dir.mkdir(parents=True, exist_ok=True)
+    unit = rtl_dir / f"{top}.v"
+    write_if_changed(unit, emit_verilog(component, top))
+    return SimRun(name=name, sources=[unit, TEMPLATES / harness, *HARNESS_KIT], toplevel=harness.removesuffix(".sv"),
+                  test_module=test_module, test_dir=Path(test_dir), parameters=parameters, plan=plan,
+                  testcase=testcase)

@@ -16,23 +16,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hwgen.hexfile import read_words, unpack_fields, write_words
+from contract.config import COUNTER_WIDTH
+from hwgen.hexfile import unpack_fields
 from hwgen.sim.harness import FileHarness
-from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, write_if_changed
+from hwgen.sim.runner import REPO_ROOT, TEMPLATES, SimRun, range_bits, unit_sim_run
 from hwgen.units.sdsa import PERF_COUNTERS, SdsaConfig, input_fields
 
 __all__ = ["sdsa_sim_run", "SdsaHarness", "SdsaResult", "pack_beats", "unpack_outputs", "cycle_model",
-           "out_beats", "output_beat", "config_hash", "PIPELINE_CYCLES", "HARNESS_DEPTH", "CONFIG_ENV"]
+           "out_beats", "output_beat", "config_hash", "PIPELINE_CYCLES", "HARNESS_DEPTH", "TEMPLATES"]
 
-TEMPLATES = Path(__file__).parent / "templates"
 HARNESS_DEPTH = 1 << 15     # most input beats and most output beats per harness run
-CONFIG_ENV = "HWGEN_SDSA_CONFIG_JSON"  # unique name: os.environ overrides the runner's env
 PIPELINE_CYCLES = 2         # busy cycles beyond the issue cycles: stage 1 and the output register
 
 
@@ -41,14 +39,10 @@ def config_hash(cfg: SdsaConfig) -> str:
 
 
 def sdsa_sim_run(cfg: SdsaConfig, *, name: str, test_module: str, test_dir: Path,
-                 testcase: str | list[str] | None = None, env: dict | None = None) -> SimRun:
-    from hwgen.build import emit_verilog
+                 testcase: str | list[str] | None = None, plan: dict | None = None) -> SimRun:
+    """The SDSA harness for ``cfg``; ``plan`` gets the config added."""
     from hwgen.units.sdsa import SdsaUnit
 
-    rtl_dir = REPO_ROOT / "build" / "rtl" / f"sdsa-{name}-{config_hash(cfg)}"
-    rtl_dir.mkdir(parents=True, exist_ok=True)
-    unit = rtl_dir / "sdsa_unit.v"
-    write_if_changed(unit, emit_verilog(SdsaUnit(cfg=cfg), "sdsa_unit"))
     params = {
         "LANES": cfg.out_lanes,     # values per output beat
         "ACC_WIDTH": cfg.acc_width,
@@ -57,22 +51,14 @@ def sdsa_sim_run(cfg: SdsaConfig, *, name: str, test_module: str, test_dir: Path
         "HEADS_WIDTH": range_bits(cfg.heads + 1),
         "HDIM_WIDTH": range_bits(cfg.head_dim + 1),
         "STEPS_WIDTH": range_bits(cfg.max_timesteps + 1),
-        "COUNTER_WIDTH": cfg.counter_width,
+        "COUNTER_WIDTH": COUNTER_WIDTH,
         "DEPTH": HARNESS_DEPTH,
         "OUT_DEPTH": HARNESS_DEPTH,
     }
-    full_env = {CONFIG_ENV: json.dumps(dataclasses.asdict(cfg))}
-    full_env.update(env or {})
-    return SimRun(
-        name=f"sdsa-{name}",
-        sources=[unit, TEMPLATES / "sdsa_harness.sv", TEMPLATES / "harness_rng.sv"],
-        toplevel="sdsa_harness",
-        test_module=test_module,
-        test_dir=Path(test_dir),
-        parameters=params,
-        env=full_env,
-        testcase=testcase,
-    )
+    return unit_sim_run(SdsaUnit(cfg=cfg), top="sdsa_unit", harness="sdsa_harness.sv", name=f"sdsa-{name}",
+                        rtl_dir=REPO_ROOT / "build" / "rtl" / f"sdsa-{name}-{config_hash(cfg)}", parameters=params,
+                        test_module=test_module, test_dir=test_dir, testcase=testcase,
+                        plan={**(plan or {}), "config": dataclasses.asdict(cfg)})
 
 
 # ---- numpy side: beats in, beats out, cycle model ------------------------------------------
@@ -237,10 +223,8 @@ class SdsaHarness(FileHarness):
     """cocotb-side driver of ``sdsa_harness``: one :meth:`run` per image (T timesteps)."""
 
     def __init__(self, dut, cfg: SdsaConfig | None = None, workdir: Path | None = None):
-        if cfg is None:
-            cfg = SdsaConfig.from_dict(json.loads(os.environ[CONFIG_ENV]), CONFIG_ENV)
-        self.cfg = cfg
         super().__init__(dut, workdir)
+        self.cfg = cfg or SdsaConfig.from_dict(self.plan["config"], "test plan")
 
     async def run(self, q, k, v, *, heads: int, head_dim: int, seed: int = 1, in_idle: int = 0,
                   out_stall: int = 0, junk_seed: int | None = None,
@@ -249,35 +233,27 @@ class SdsaHarness(FileHarness):
         ``in_idle`` / ``out_stall`` are probabilities in 1/256 of an idle input cycle / a
         stalled output cycle; ``junk_seed`` fills every ignored input bit with random bits."""
         cfg, dut = self.cfg, self.dut
-        await self.ensure_reset()
         q = np.asarray(q)
         T, C, N = q.shape
         beats = pack_beats(cfg, q, k, v, heads=heads, head_dim=head_dim, junk_seed=junk_seed)
         n_out = out_beats(cfg, T=T, N=N, heads=heads, head_dim=head_dim)
         if len(beats) > HARNESS_DEPTH or n_out > HARNESS_DEPTH:
             raise ValueError(f"{len(beats)} input / {n_out} output beats exceed the harness depth {HARNESS_DEPTH}")
-        stim, res = self.workdir / "sdsa_stim.hex", self.workdir / "sdsa_res.hex"
-        write_words(stim, beats)
-        if res.exists():
-            res.unlink()
-
-        dut.tokens.value, dut.heads.value, dut.head_dim.value, dut.timesteps.value = N, heads, head_dim, T
-        dut.in_total.value = len(beats)
-        dut.seed.value, dut.in_idle.value, dut.out_stall.value = seed & 0xFFFFFFFF, in_idle, out_stall
-        await self.launch()
+        lanes, aw = cfg.out_lanes, cfg.acc_width
         work = -(-head_dim // cfg.lanes) * q.size * 2 + len(beats) + n_out
-        limit = timeout_cycles or (work * 64 + 1000)
-        await self.wait_finished(limit, lambda: f"{int(dut.inputs.value)} of {len(beats)} beats in, "
-                                                f"{int(dut.outputs.value)} of {n_out} out")
-        got_out, got_in = int(dut.outputs.value), int(dut.inputs.value)
+        status, bits = await self.exchange(
+            inputs={"sdsa_stim.hex": beats},
+            ports=dict(tokens=N, heads=heads, head_dim=head_dim, timesteps=T, in_total=len(beats),
+                       seed=seed & 0xFFFFFFFF, in_idle=in_idle, out_stall=out_stall),
+            status=("outputs", "inputs", "cycles", *(f"perf_{name}" for name in PERF_COUNTERS)),
+            result="sdsa_res.hex", result_bits=lanes * aw + 32, limit_cycles=timeout_cycles or (work * 64 + 1000),
+            progress=lambda: f"{int(dut.inputs.value)} of {len(beats)} beats in, {int(dut.outputs.value)} of {n_out} out")
+        got_out, got_in = status["outputs"], status["inputs"]
         if got_out != n_out or got_in != len(beats):
             raise AssertionError(f"unit took {got_in} beats (expected {len(beats)}) and emitted {got_out} "
                                  f"(expected {n_out})")
-        perf = {name: int(getattr(dut, f"perf_{name}").value) for name in PERF_COUNTERS}
-        cycles = int(dut.cycles.value)
-        await self.collect()
-        lanes, aw = cfg.out_lanes, cfg.acc_width
-        bits = read_words(res, lanes * aw + 32)
+        perf = {name: status[f"perf_{name}"] for name in PERF_COUNTERS}
+        cycles = status["cycles"]
         values = unpack_fields(bits, lanes, aw, signed=False)
         stamps = unpack_fields(bits, 1, 32, signed=False, offset=lanes * aw).reshape(-1)
         att, padding = unpack_outputs(cfg, values, T=T, N=N, heads=heads, head_dim=head_dim)

@@ -1,4 +1,5 @@
-// File-driven harness around the generated acc_array (spike-addressed accumulator array).
+// File-driven harness around the generated acc_array (spike-addressed accumulator array), from
+// harness_io and harness_rom.
 //
 //   load : read the weight, bias and event files ($readmemh)
 //   go   : write n_weights weight words and n_biases bias words into the unit, pulse `start`
@@ -18,6 +19,7 @@ module acc_harness #(
     parameter int BIAS_W = 16,
     parameter int W_ADDR_W = 12,
     parameter int B_ADDR_W = 6,
+    parameter int COUNTER_WIDTH = 40,   // width of the acc_array.counters__* ports
     parameter int DEPTH = 65536         // most events, and most drained words, per run
 ) (
     input  wire clk,
@@ -35,141 +37,90 @@ module acc_harness #(
     input  wire [7:0] out_stall,
     output logic finished,
     output logic [31:0] cycles,
-    output logic [31:0] outputs,
-    output wire idle,
-    output wire [39:0] count_busy,
-    output wire [39:0] count_additions,
-    output wire [39:0] count_events,
-    output wire [39:0] count_ops,
-    output wire [39:0] count_starved,
-    output wire [39:0] count_drain,
-    output wire [39:0] count_drain_stalls
+    output wire [31:0] outputs,
+    output wire busy,
+    output wire [COUNTER_WIDTH-1:0] count_busy,
+    output wire [COUNTER_WIDTH-1:0] count_additions,
+    output wire [COUNTER_WIDTH-1:0] count_events,
+    output wire [COUNTER_WIDTH-1:0] count_ops,
+    output wire [COUNTER_WIDTH-1:0] count_starved,
+    output wire [COUNTER_WIDTH-1:0] count_drain,
+    output wire [COUNTER_WIDTH-1:0] count_drain_stalls
 );
     localparam int OUT_W = LANES * ACC_W + 1;
-    localparam int AW = $clog2(DEPTH);
-
-    logic [LANES*WEIGHT_W-1:0] w_img [1 << W_ADDR_W];
-    logic [LANES*BIAS_W-1:0] b_img [1 << B_ADDR_W];
-    logic [EVENT_W-1:0] ev_img [DEPTH];
-    logic [OUT_W-1:0] res [DEPTH];
-
-    string w_file, b_file, ev_file, res_file;
-    initial begin
-        if (!$value$plusargs("acc_weights=%s", w_file)) w_file = "acc_weights.hex";
-        if (!$value$plusargs("acc_biases=%s", b_file)) b_file = "acc_biases.hex";
-        if (!$value$plusargs("acc_events=%s", ev_file)) ev_file = "acc_events.hex";
-        if (!$value$plusargs("acc_res=%s", res_file)) res_file = "acc_res.hex";
-    end
-
-    always @(posedge clk) begin
-        if (load) begin
-            $readmemh(w_file, w_img);
-            $readmemh(b_file, b_img);
-            $readmemh(ev_file, ev_img);
-        end
-        if (dump && outputs != 0) $writememh(res_file, res, 0, outputs - 1);
-    end
-
-    // bits [7:0] gate the input, bits [15:8] the output (harness_rng.sv)
-    wire [15:0] rng;
-    harness_rng pacing (.clk(clk), .go(go), .seed(seed), .pace(rng));
 
     typedef enum logic [2:0] {IDLE, WEIGHTS, BIASES, START, RUN, FINISHED} state_t;
     state_t state;
-    logic [31:0] load_idx, idx;
+    logic [31:0] load_idx, taken;
     logic [15:0] drains;
     logic start;
-
-    logic ev_valid, ev_ready, sums_valid, sums_ready;
+    logic ev_valid, ev_ready, sums_valid, sums_ready, done;
+    logic [EVENT_W-1:0] ev_payload;
     logic [OUT_W-1:0] sums_payload;
-    wire ev_take = ev_valid && ev_ready;
-    wire out_take = sums_valid && sums_ready;
-    wire last_word = sums_payload[OUT_W-1];
-    assign sums_ready = (state == RUN) && (rng[15:8] >= out_stall);
 
     always_ff @(posedge clk) begin
         start <= 1'b0;
-        if (rst) begin
-            state <= IDLE;
-            finished <= 1'b0;
-        end else if (go) begin
+        if (rst) state <= IDLE;
+        else if (go) begin
             state <= WEIGHTS;
             load_idx <= '0;
-            finished <= 1'b0;
-        end else begin
-            case (state)
-                WEIGHTS: begin
-                    load_idx <= load_idx + 1;
-                    if (load_idx + 1 >= n_weights) begin
-                        state <= BIASES;
-                        load_idx <= '0;
-                    end
+        end else case (state)
+            WEIGHTS, BIASES: begin
+                load_idx <= load_idx + 1;
+                if (load_idx + 1 >= (state == WEIGHTS ? n_weights : n_biases)) begin
+                    state <= state == WEIGHTS ? BIASES : START;
+                    load_idx <= '0;
+                    start <= state == BIASES;
                 end
-                BIASES: begin
-                    load_idx <= load_idx + 1;
-                    if (load_idx + 1 >= n_biases) begin
-                        state <= START;
-                        start <= 1'b1;
-                    end
-                end
-                START: state <= RUN;
-                RUN: if (drains == timesteps) begin
-                    state <= FINISHED;
-                    finished <= 1'b1;
-                end
-                default: ;
-            endcase
-        end
-    end
-
-    // An offered event stays valid, with the same payload, until the unit takes it.
-    always_ff @(posedge clk) begin
-        if (rst || go) begin
-            ev_valid <= 1'b0;
-            idx <= '0;
-        end else if (state == RUN) begin
-            if (ev_take) idx <= idx + 1;
-            if (!ev_valid || ev_ready)
-                ev_valid <= (idx + 32'(ev_take) < n_events) && (rng[7:0] >= in_idle);
-        end
-    end
-
-    always_ff @(posedge clk) begin
-        if (rst || go) begin
-            outputs <= '0;
-            cycles <= '0;
-            drains <= '0;
-        end else begin
-            if (state == RUN || state == START) cycles <= cycles + 1;
-            if (out_take) begin
-                res[outputs[AW-1:0]] <= sums_payload;
-                outputs <= outputs + 1;
-                if (last_word) drains <= drains + 1;
             end
-        end
+            START: state <= RUN;
+            RUN: if (drains == timesteps) state <= FINISHED;
+            default: ;
+        endcase
     end
+
+    // the drains ended so far: a drained word with `last` ends one
+    always_ff @(posedge clk) begin
+        if (rst || go) drains <= '0;
+        else if (sums_valid && sums_ready && sums_payload[OUT_W-1]) drains <= drains + 1;
+    end
+
+    harness_io #(.IN_W(EVENT_W), .IN_DEPTH(DEPTH), .IN_FILE("acc_events.hex"), .OUT_W(OUT_W), .OUT_DEPTH(DEPTH),
+                 .STAMP(1'b0), .OUT_FILE("acc_res.hex")) io (
+        .clk(clk), .rst(rst), .load(load), .go(go), .dump(dump), .seed(seed), .in_idle(in_idle), .out_stall(out_stall),
+        .in_run(state == RUN), .in_total(n_events), .out_run(state == RUN), .counting(state == RUN || state == START),
+        .ended(state == RUN && drains == timesteps), .finished(finished), .cycles(cycles), .in_valid(ev_valid),
+        .in_ready(ev_ready), .in_payload(ev_payload), .in_index(taken), .out_valid(sums_valid), .out_ready(sums_ready),
+        .out_payload(sums_payload), .out_count(outputs));
 
     wire [W_ADDR_W-1:0] w_addr = load_idx[W_ADDR_W-1:0];
     wire [B_ADDR_W-1:0] b_addr = load_idx[B_ADDR_W-1:0];
+    wire [LANES*WEIGHT_W-1:0] w_data;
+    wire [LANES*BIAS_W-1:0] b_data;
+    harness_rom #(.WIDTH(LANES * WEIGHT_W), .DEPTH(1 << W_ADDR_W), .FILE("acc_weights.hex")) weights (
+        .clk(clk), .load(load), .addr(w_addr), .data(w_data));
+    harness_rom #(.WIDTH(LANES * BIAS_W), .DEPTH(1 << B_ADDR_W), .FILE("acc_biases.hex")) biases (
+        .clk(clk), .load(load), .addr(b_addr), .data(b_data));
 
     acc_array dut (
         .clk(clk),
         .rst(rst),
-        .events__payload(ev_img[idx[AW-1:0]]),
+        .events__payload(ev_payload),
         .events__valid(ev_valid),
         .events__ready(ev_ready),
         .sums__payload(sums_payload),
         .sums__valid(sums_valid),
         .sums__ready(sums_ready),
         .desc(desc),
-        .start(start),
-        .idle(idle),
+        .run__start(start),
+        .run__busy(busy),
+        .run__done(done),
         .weight_write__en(state == WEIGHTS && n_weights != 0),
         .weight_write__addr(w_addr),
-        .weight_write__data(w_img[w_addr]),
+        .weight_write__data(w_data),
         .bias_write__en(state == BIASES && n_biases != 0),
         .bias_write__addr(b_addr),
-        .bias_write__data(b_img[b_addr]),
+        .bias_write__data(b_data),
         .counters__busy(count_busy),
         .counters__additions(count_additions),
         .counters__events(count_events),
@@ -179,7 +130,7 @@ module acc_harness #(
         .counters__drain_stalls(count_drain_stalls)
     );
 
-    wire unused = &{1'b0, idx[31:AW], load_idx[31:W_ADDR_W]};
+    wire unused = &{1'b0, done, taken, load_idx[31:W_ADDR_W]};
 endmodule
 
 `default_nettype wire

@@ -1,5 +1,5 @@
-// File-driven harness around the generated lif_core: stimuli come from $readmemh files and
-// results go to a $writememh file, so a long run needs no Python in the per-cycle loop.
+// File-driven harness around the generated lif_core (harness_io, harness_rom): stimuli come from $readmemh files and results go to a $writememh
+// file, so a long run needs no Python in the per-cycle loop.
 //
 // Sequence, driven by three one-cycle pulses from the testbench:
 //   load : read the stimulus file (currents, one beat per line) and the threshold file
@@ -33,100 +33,44 @@ module lif_harness #(
     input  wire [7:0] out_stall,   // ready is low in a cycle with probability out_stall/256
     output logic finished,
     output logic [31:0] cycles,
-    output logic [31:0] outputs
+    output wire [31:0] outputs
 );
     localparam int IN_W = LANES * CURRENT_WIDTH;
     localparam int OUT_W = LANES + LANES * MEMBRANE_WIDTH;
     localparam int THR_W = LANES * THRESHOLD_WIDTH;
-    localparam int THR_DEPTH = 1 << ROW_ADDR_WIDTH;
-
-    logic [IN_W-1:0] stim [DEPTH];
-    logic [THR_W-1:0] thr_img [THR_DEPTH];
-    logic [OUT_W+31:0] res [DEPTH];
-
-    string stim_file, thr_file, res_file;
-    initial begin
-        if (!$value$plusargs("lif_stim=%s", stim_file)) stim_file = "lif_stim.hex";
-        if (!$value$plusargs("lif_thr=%s", thr_file)) thr_file = "lif_thr.hex";
-        if (!$value$plusargs("lif_res=%s", res_file)) res_file = "lif_res.hex";
-    end
-
-    always @(posedge clk) begin
-        if (load) begin
-            $readmemh(stim_file, stim);
-            $readmemh(thr_file, thr_img);
-        end
-        if (dump && outputs != 0) $writememh(res_file, res, 0, outputs - 1);
-    end
-
-    // bits [7:0] gate the input, bits [15:8] the output (harness_rng.sv)
-    wire [15:0] rng;
-    harness_rng pacing (.clk(clk), .go(go), .seed(seed), .pace(rng));
 
     typedef enum logic [1:0] {IDLE, THRESHOLDS, RUN, FINISHED} state_t;
     state_t state;
     logic [ROWS_WIDTH-1:0] row;
     logic start;
-    logic [31:0] total, idx;
-
+    logic [31:0] total, taken;
     logic in_valid, in_ready, out_valid, out_ready, busy, done;
+    logic [IN_W-1:0] in_payload;
     logic [OUT_W-1:0] out_payload;
-    wire in_take = in_valid && in_ready;
-    wire out_take = out_valid && out_ready;
-    assign out_ready = (state == RUN) && (rng[15:8] >= out_stall);
 
     always_ff @(posedge clk) begin
         start <= 1'b0;
-        if (rst) begin
-            state <= IDLE;
-            finished <= 1'b0;
-        end else if (go) begin
+        if (rst) state <= IDLE;
+        else if (go) begin
             state <= THRESHOLDS;
             row <= '0;
-            finished <= 1'b0;
             total <= 32'(beats) * 32'(timesteps);
-        end else begin
-            case (state)
-                THRESHOLDS: begin
-                    row <= row + 1'b1;
-                    if (row + 1'b1 == thr_rows) begin
-                        state <= RUN;
-                        start <= 1'b1;
-                    end
-                end
-                RUN: if (done) begin
-                    state <= FINISHED;
-                    finished <= 1'b1;
-                end
-                default: ;
-            endcase
-        end
-    end
-
-    // An offered beat stays valid, with the same payload, until the core takes it.
-    always_ff @(posedge clk) begin
-        if (rst || go) begin
-            in_valid <= 1'b0;
-            idx <= '0;
-        end else if (state == RUN && !start) begin
-            if (in_take) idx <= idx + 1;
-            if (!in_valid || in_ready)
-                in_valid <= (idx + 32'(in_take) < total) && (rng[7:0] >= in_idle);
-        end
-    end
-
-    always_ff @(posedge clk) begin
-        if (rst || go) begin
-            outputs <= '0;
-            cycles <= '0;
-        end else begin
-            if (state == RUN) cycles <= cycles + 1;
-            if (out_take) begin
-                res[outputs[$clog2(DEPTH)-1:0]] <= {cycles, out_payload};
-                outputs <= outputs + 1;
+        end else if (state == THRESHOLDS) begin
+            row <= row + 1'b1;
+            if (row + 1'b1 == thr_rows) begin
+                state <= RUN;
+                start <= 1'b1;
             end
-        end
+        end else if (state == RUN && done) state <= FINISHED;
     end
+
+    harness_io #(.IN_W(IN_W), .IN_DEPTH(DEPTH), .IN_FILE("lif_stim.hex"), .OUT_W(OUT_W), .OUT_DEPTH(DEPTH),
+                 .STAMP(1'b1), .OUT_FILE("lif_res.hex")) io (
+        .clk(clk), .rst(rst), .load(load), .go(go), .dump(dump), .seed(seed), .in_idle(in_idle), .out_stall(out_stall),
+        .in_run(state == RUN && !start), .in_total(total), .out_run(state == RUN), .counting(state == RUN),
+        .ended(state == RUN && done), .finished(finished), .cycles(cycles), .in_valid(in_valid), .in_ready(in_ready),
+        .in_payload(in_payload), .in_index(taken), .out_valid(out_valid), .out_ready(out_ready),
+        .out_payload(out_payload), .out_count(outputs));
 
     // the row counter and the memory address may differ in width either way
     logic [ROW_ADDR_WIDTH-1:0] thr_addr;
@@ -135,11 +79,14 @@ module lif_harness #(
     end else begin : g_addr_wide
         assign thr_addr = {{(ROW_ADDR_WIDTH - ROWS_WIDTH){1'b0}}, row};
     end
+    wire [THR_W-1:0] thr_data;
+    harness_rom #(.WIDTH(THR_W), .DEPTH(1 << ROW_ADDR_WIDTH), .FILE("lif_thr.hex")) thresholds (
+        .clk(clk), .load(load), .addr(thr_addr), .data(thr_data));
 
     lif_core dut (
         .clk(clk),
         .rst(rst),
-        .currents__payload(stim[idx[$clog2(DEPTH)-1:0]]),
+        .currents__payload(in_payload),
         .currents__valid(in_valid),
         .currents__ready(in_ready),
         .spikes__payload(out_payload),
@@ -147,17 +94,17 @@ module lif_harness #(
         .spikes__ready(out_ready),
         .thr_write__en(state == THRESHOLDS),
         .thr_write__addr(thr_addr),
-        .thr_write__data(thr_img[thr_addr]),
-        .start(start),
+        .thr_write__data(thr_data),
+        .run__start(start),
         .beats(beats),
         .thr_rows(thr_rows),
         .thr_base('0),
         .timesteps(timesteps),
-        .busy(busy),
-        .done(done)
+        .run__busy(busy),
+        .run__done(done)
     );
 
-    wire unused = &{1'b0, busy, idx[31:$clog2(DEPTH)]};
+    wire unused = &{1'b0, busy, taken};
     if (ROWS_WIDTH > ROW_ADDR_WIDTH) begin : g_row_high
         wire unused_row = &{1'b0, row[ROWS_WIDTH-1:ROW_ADDR_WIDTH]};
     end

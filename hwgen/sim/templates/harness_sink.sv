@@ -1,0 +1,51 @@
+// A stream sink for the file-driven harnesses: ready while `run` is high except with
+// probability stall/256 (`pace`: a random byte); every word taken is kept (with STAMP, beside
+// the `cycles` count it was taken at, in the top 32 bits) and `dump` writes them to FILE.
+`default_nettype none
+
+module harness_sink #(
+    parameter int WIDTH = 8,
+    parameter int DEPTH = 1024,       // most words one run can hold
+    parameter bit STAMP = 1'b1,
+    parameter string FILE = "sink.hex"
+) (
+    input  wire clk,
+    input  wire rst,
+    input  wire go,                   // a run begins: the count restarts
+    input  wire dump,
+    input  wire run,
+    input  wire [7:0] stall,
+    input  wire [7:0] pace,
+    input  wire [31:0] cycles,
+    input  wire valid,
+    output wire ready,
+    input  wire [WIDTH-1:0] payload,
+    output logic [31:0] count         // words taken
+);
+    localparam int AW = $clog2(DEPTH);
+    localparam int W = STAMP ? WIDTH + 32 : WIDTH;
+    logic [W-1:0] kept [DEPTH];
+    wire [W-1:0] word;
+    assign ready = run && (pace >= stall);
+
+    if (STAMP) begin : g_stamp
+        assign word = {cycles, payload};
+    end else begin : g_plain
+        assign word = payload;
+        wire unused_cycles = &{1'b0, cycles};
+    end
+
+    always_ff @(posedge clk) begin
+        if (rst || go) count <= '0;
+        else if (valid && ready) begin
+            kept[count[AW-1:0]] <= word;
+            count <= count + 1;
+        end
+    end
+
+    always @(posedge clk) if (dump && count != 0) $writememh(FILE, kept, 0, count - 1);
+
+    wire unused = &{1'b0, count[31:AW]};
+endmodule
+
+`default_nettype wire

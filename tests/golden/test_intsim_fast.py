@@ -18,10 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import golden.intsim as intsim
 from contract.compare import first_mismatch
 from contract.config import LifConfig, load_config
 from contract.program import INPUT, KINDS, Layer, Program
+from golden import intsim
 from golden.export import load_model
 from golden.fold import fold_model
 from golden.intsim import IntegerEngine
@@ -36,7 +36,7 @@ I64 = torch.int64
 # ------------------------------------------------------------------ the int64 reference
 def ref_conv(x, w, b, stride, padding, groups):
     """``b[o] + sum_{i,ky,kx} w[o,i,ky,kx] x[i, y*s+ky-p, x*s+kx-p]`` on int64 ``[N, C, H, W]``."""
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     o, cg, k, _ = w.shape
     xp = F.pad(x, (padding,) * 4)
     ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
@@ -88,13 +88,9 @@ def reference_run(program: Program, hw, pixels: torch.Tensor) -> dict[str, torch
         elif layer.kind == "sdsa":
             q, k, v = (xs[0], None, xs[1]) if a["variant"] == 2 else xs
             t, b, c, h, w = q.shape
-            if a["variant"] in (3, 4):
-                heads, d, n = a["heads"], a["head_dim"], h * w
-
-                def split(s):
-                    return s.reshape(t, b, heads, d, n).transpose(-1, -2)
-                att = split(q) @ (split(k).transpose(-1, -2) @ split(v))
-                out = att.transpose(-1, -2).reshape(t, b, c, h, w)
+            if a["variant"] in (3, 4):     # per head: Q (K^T V), [N, d] x [d, d]
+                q, k, v = (s.reshape(t, b, a["heads"], a["head_dim"], h * w).transpose(-1, -2) for s in (q, k, v))
+                out = (q @ (k.transpose(-1, -2) @ v)).transpose(-1, -2).reshape(t, b, c, h, w)
             else:
                 out = (q * k if a["variant"] == 1 else q).flatten(3).sum(3).reshape(t, b, c, 1, 1)
         elif layer.kind == "mask":

@@ -37,6 +37,12 @@ def address_bits(cfg: AccumulatorConfig) -> int:
     return _bits(max(cfg.weight_depth, cfg.accumulator_depth, cfg.bias_depth) + 1) + 1
 
 
+def _index(n: int) -> range:
+    """The shape of an index below ``n``: at least one bit (a 0-bit signal is a `[-1:0]` wire in
+    Verilog, which lint rejects; configs with one channel, one pixel bit or one lane have them)."""
+    return range(max(n, 2))
+
+
 def fold_capacity(cfg: AccumulatorConfig) -> int:
     """K: most slots a folded operation can carry on this many lanes (0: no folding)."""
     return min(FOLD_SLOTS, cfg.lanes) if cfg.lanes >= 2 else 0
@@ -46,10 +52,10 @@ def event_layout(cfg: AccumulatorConfig) -> data.StructLayout:
     """One input event: a spike address, or ``flush`` (end of the timestep's events)."""
     return data.StructLayout({
         "flush": 1,
-        "ci": range(cfg.max_channels),
-        "y": range(cfg.max_size),
-        "x": range(cfg.max_size),
-        "plane": range(cfg.input_bits),
+        "ci": _index(cfg.max_channels),
+        "y": _index(cfg.max_size),
+        "x": _index(cfg.max_size),
+        "plane": _index(cfg.input_bits),
     })
 
 
@@ -58,7 +64,7 @@ def window_layout(cfg: AccumulatorConfig) -> data.StructLayout:
     that land on an output, and (lanes over x) its first lane, columns and operations per row."""
     aw = address_bits(cfg)
     return data.StructLayout({
-        "w_base": unsigned(aw), "a_base": unsigned(aw), "plane": range(cfg.input_bits),
+        "w_base": unsigned(aw), "a_base": unsigned(aw), "plane": _index(cfg.input_bits),
         "ky_n": range(cfg.max_kernel + 1), "kx_n": range(cfg.max_kernel + 1), "empty": 1,
         "x_shift": range(max(cfg.lanes, 2)), "x_n": range(cfg.max_kernel + 1),
         "x_segs": range(-(-cfg.max_kernel // cfg.lanes) + 1)})
@@ -69,7 +75,7 @@ def op_layout(cfg: AccumulatorConfig) -> data.StructLayout:
     x the lane shift and columns left in the row; ``last_word``: the position's last word."""
     aw = address_bits(cfg)
     return data.StructLayout({
-        "w_addr": unsigned(aw), "a_addr": unsigned(aw), "plane": range(cfg.input_bits),
+        "w_addr": unsigned(aw), "a_addr": unsigned(aw), "plane": _index(cfg.input_bits),
         "x_shift": range(max(cfg.lanes, 2)), "x_left": range(cfg.max_kernel + 1), "last_word": 1})
 
 
@@ -79,7 +85,7 @@ def issue_layout(cfg: AccumulatorConfig) -> data.StructLayout:
     aw, L = address_bits(cfg), cfg.lanes
     return data.StructLayout({
         "valid": 1, "w_addr": data.ArrayLayout(unsigned(aw), L), "a_addr": data.ArrayLayout(unsigned(aw), L),
-        "active": unsigned(L), "plane": range(cfg.input_bits), "x_shift": range(max(L, 2))})
+        "active": unsigned(L), "plane": _index(cfg.input_bits), "x_shift": range(max(L, 2))})
 
 
 def _x_mode(cfg: AccumulatorConfig, desc):
@@ -179,8 +185,8 @@ class KernelWindow(wiring.Component):
                 m.d.comb += [x_word.eq(ox_lo >> (L.bit_length() - 1)), x_shift.eq(ox_lo & (L - 1))]
             else:
                 m.d.comb += [x_word.eq(ox_lo // L), x_shift.eq(ox_lo % L)]
-            gi = Signal(range(cfg.max_channels))
-            ci_local = Signal(range(cfg.max_channels))
+            gi = Signal(_index(cfg.max_channels))
+            ci_local = Signal(_index(cfg.max_channels))
             m.d.comb += [gi.eq(Mux(desc.grouped, ev.ci >> desc.cin_shift, 0)),
                          ci_local.eq(ev.ci - (gi << desc.cin_shift))]
             w_group, a_group = gi * desc.w_stride_group, gi * desc.group_words
@@ -248,7 +254,7 @@ class OperationLoop(wiring.Component):
         w_row, a_row = Signal(aw), Signal(aw)      # (ky, kx = first, g = 0)
         w_col, a_col = Signal(aw), Signal(aw)      # (ky, kx, g = 0)
         kx_n = Signal.like(kx_left)                # window width: kx_left restarts from it
-        plane = Signal(range(cfg.input_bits))
+        plane = Signal(_index(cfg.input_bits))
         g_last = Signal.like(g)                    # group_words - 1, or x_segs - 1
         x_sh = Signal(range(max(L, 2)))            # lanes over x: this event's shift,
         x_cols = Signal(range(cfg.max_kernel + 1))  # its columns per row,
@@ -337,7 +343,7 @@ class FoldSlots(wiring.Component):
         m = Module()
         op, issue = self.op.payload, self.issue
         x_mode, fold = _x_mode(cfg, desc), _fold(cfg, desc)
-        n_slots = Signal(range(K + 1))
+        n_slots = Signal(_index(K + 1))
         slot_w = [Signal(aw, name=f"slot_w{j}") for j in range(K)]
         slot_a = [Signal(aw, name=f"slot_a{j}") for j in range(K)]
         rem_issue = Signal()       # the parked words go out this cycle; the loop holds
@@ -360,7 +366,7 @@ class FoldSlots(wiring.Component):
         r = desc.last_lanes
         x_active = Cat(*[_x_rel(m, L, lane, op.x_shift, "s1") < op.x_left for lane in range(L)])
         rem_active = Cat(*[_by_slots(cfg, desc, lambda S: Const(lane % S, range(K)) < n_slots)
-                           & (_by_slots(cfg, desc, lambda S: lane // S) < r) for lane in range(L)])
+                           & (_by_slots(cfg, desc, lambda S: lane // S) < r) for lane in range(L)]) if K else Const(0, L)
         m.d.comb += issue.active.eq(Mux(rem_issue, rem_active, Mux(x_mode, x_active, Mux(
             op.last_word & ~fold, (Const(1, L + 1) << desc.last_lanes) - 1, (1 << L) - 1))))
         for lane in range(L):
@@ -470,7 +476,7 @@ class AdderLanes(wiring.Component):
         L, aw = cfg.lanes, address_bits(cfg)
         m = Module()
         s2_addr = [Signal(aw, name=f"s2_addr{lane}") for lane in range(L)]   # each lane's word
-        s2_plane = Signal(range(cfg.input_bits))
+        s2_plane = Signal(_index(cfg.input_bits))
         s2_active = Signal(L)
         s2_sh = Signal(range(max(L, 2)))
         m.d.sync += [self.writing.eq(issue.valid), s2_plane.eq(issue.plane), s2_active.eq(issue.active),

@@ -241,6 +241,7 @@ class IntegerEngine:
             self._cache[key] = packed if exact else False
             if not exact:
                 return None
+            self._cache.pop((layer.arrays["weight"], torch.float32))    # 4 bytes a weight: not needed now
         return y
 
     @_integer_valued

@@ -12,14 +12,19 @@ Tensors are ``[T, B, ...]`` integers. Each layer is a pure function of its input
   (``attrs["bound"]`` of the residual layer), so :func:`_exact_float` picks float32 below 2**24
   (float64 below 2**53, else an error). The result stays in that float type: it *is* the
   integer, and the next layer reads it as such.
+- A conv of a spike map with 8-bit weights runs through oneDNN's u8 x s8 -> s32 convolution
+  (``_conv_int8``; exact by construction, and checked ``==`` against the float conv the first
+  time each layer runs).
 - The LIF runs in int32 when its measured currents prove every membrane fits (``golden.lif``),
-  and writes its spikes as float32 0/1, which the next convolution reads without a copy.
+  and writes its spikes as bool, the byte the int8 convolution reads as uint8 without a copy.
+  Channels-last conv outputs stay channels last through the LIF.
 - A tensor that is the same at every timestep (the image, and so the encoding conv's current)
   is an ``expand`` over T: the encoding conv is computed once, not T times.
 
 What callers see does not change: :meth:`IntegerEngine.run_layer`, :meth:`IntegerEngine.run`
 and the ``observe`` callback give spikes as int8 and every other tensor as int64 (the types
 of docs/program.md's traces); the conversion happens only for tensors that are handed out.
+tests/golden/test_intsim_fast.py holds all of it to a plain int64 reference with ``==``.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 from contract.config import HwConfig
 from contract.program import INPUT, KINDS, Layer, Program
 from golden.kinds import golden_kind
-from golden.lif import lif_run
+from golden.lif import constant_over_t, lif_run
 from golden.quantize import quantize_input
 
 __all__ = ["IntegerEngine", "conv_integer", "wrap"]
@@ -90,15 +95,10 @@ def _int8_conv(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor, layer:
                                               1.0, 0, torch.float32, "none", [], "")
 
 
-def _constant_over_t(x: torch.Tensor) -> bool:
-    """True when ``x[t]`` is one tensor for every t (an ``expand`` over T, or T = 1)."""
-    return x.shape[0] == 1 or x.stride(0) == 0
-
-
 def _integer_valued(method):
-    """Mark an engine method that takes its inputs in any type holding integers exactly (int8,
-    int64, float32 spikes or sums). Methods without the mark (a new kind's, say) get the
-    types callers see: int8 spikes, int64 otherwise."""
+    """Mark an engine method that takes its inputs in any type holding integers exactly (bool or
+    int8 spikes, int32 or int64 integers, float32 or float64 sums). Methods without the mark (a
+    new kind's, say) get the types callers see: int8 spikes, int64 otherwise."""
     method.integer_valued = True
     return method
 
@@ -185,9 +185,11 @@ class IntegerEngine:
 
     @_integer_valued
     def _conv(self, layer: Layer, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``B + conv(W, x) (+ D) (+ R)`` as float32 (or float64) integers ``[T, B, O, H', W']``;
+        an ``expand`` over T (computed once) when ``x`` and ``R`` are the same at every timestep."""
         a = layer.attrs
         T = x.shape[0]
-        once = _constant_over_t(x)           # the image: the same conv at every timestep
+        once = constant_over_t(x)           # the image: the same conv at every timestep
         if once:
             x = x[:1]
         dt = self._conv_dtype(layer, x, residual)
@@ -200,7 +202,7 @@ class IntegerEngine:
         if "border" in layer.arrays:         # the encoding conv's per-position correction at the borders
             y += self._param(layer, "border", dt)
         if residual is not None:
-            if once and not _constant_over_t(residual):
+            if once and not constant_over_t(residual):
                 y, once = y + residual.to(dt), False
             else:
                 y += residual[:1].to(dt) if once else residual.to(dt)

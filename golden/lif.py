@@ -27,7 +27,7 @@ import torch
 
 from contract.config import LifConfig
 
-__all__ = ["check_currents", "lif_integer", "lif_run", "thresholds_per_neuron"]
+__all__ = ["check_currents", "constant_over_t", "lif_integer", "lif_run", "thresholds_per_neuron"]
 
 _INT32_LIMIT = 1 << 31
 
@@ -50,7 +50,7 @@ def thresholds_per_neuron(thresholds: torch.Tensor, neurons: int) -> torch.Tenso
     return thresholds.repeat(neurons // channels)
 
 
-def _constant_over_t(x: torch.Tensor) -> bool:
+def constant_over_t(x: torch.Tensor) -> bool:
     """True when ``x[t]`` is one tensor for every t (``expand`` over T: stride 0, or T = 1)."""
     return x.shape[0] == 1 or x.stride(0) == 0
 
@@ -96,7 +96,7 @@ def lif_run(currents: torch.Tensor, thresholds: torch.Tensor, cfg: LifConfig, *,
         raise ValueError(f"thresholds must be in [0, {(1 << cfg.threshold_width) - 1}] "
                          f"(unsigned {cfg.threshold_width} bits), got [{thresholds.min()}, {thresholds.max()}]")
     T = currents.shape[0]
-    once = _constant_over_t(currents)
+    once = constant_over_t(currents)
     x = currents[:1] if once else currents
     f, k, q = cfg.frac_bits, cfg.leak_shift, input_shift
 

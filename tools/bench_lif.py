@@ -4,7 +4,7 @@
 
 Runs the full-stream case (input always valid, output always ready) on each config's
 generated RTL through the file-driven harness; every image is checked bit-exact on the way.
-The simulator runs :func:`bench` below (this module is also its cocotb test module).
+The simulator runs :func:`full_stream_bench` below (this module is also its cocotb test module).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ DEFAULT_CONFIGS = ["lif_small", "lif_wide", "lif_subtract"]
 def bench(name: str, updates: int, log_dir: Path) -> dict:
     hw = load_config(REPO_ROOT / "configs" / "hw" / f"{name}.yaml")
     out = log_dir / f"{name}.json"
-    run = lif_sim_run(hw, test_module="tools.bench_lif", test_dir=REPO_ROOT, testcase="bench",
+    run = lif_sim_run(hw, test_module="tools.bench_lif", test_dir=REPO_ROOT, testcase="full_stream_bench",
                       plan={"out": str(out), "updates": updates})
     run.log_file = log_dir / f"{name}.log"
     run_cocotb(run)
@@ -34,7 +34,7 @@ def bench(name: str, updates: int, log_dir: Path) -> dict:
 
 
 @cocotb.test()
-async def bench(dut):
+async def full_stream_bench(dut):
     """Full-stream images until plan ``updates`` neuron updates, each checked exactly against
     golden.lif; figures to plan ``out``."""
     import numpy as np

@@ -83,6 +83,26 @@ def test_digits_on_16_lanes_with_padded_heads_exact(digits16_program, tmp_path):
 
 
 @T4_RUN
+def test_write_digests_equal_the_golden_words(digits_t4_run):
+    """What the harness reports of each instruction's writes (count, address range, digest: the
+    check of long runs, hwgen/sim/digest.py) equals the same computed from the golden tensors, on
+    every instruction of every image of the traced T = 4 run."""
+    from hwgen.sim.simulate import expected_writes
+
+    image, results, golden, _ = digits_t4_run
+    for b, result in enumerate(results):
+        for pc, stats in enumerate(result.layers):
+            got = (stats.memory, stats.writes, stats.lowest, stats.highest, stats.digest)
+            assert got == expected_writes(image, golden, pc, b), f"image {b}, instruction {pc} ({image.outputs[pc]})"
+    # one flipped golden spike changes the expected digest of its layer, and only that
+    pc = image.outputs.index("block3.0.attn.attn_lif")
+    bad = {k: v.copy() for k, v in golden.items()}
+    bad["block3.0.attn.attn_lif"][2, 1, 5, 1, 0] ^= 1
+    assert expected_writes(image, bad, pc, 1)[4] != results[1].layers[pc].digest
+    assert expected_writes(image, bad, pc, 0)[4] == results[0].layers[pc].digest
+
+
+@T4_RUN
 def test_corrupted_golden_value_is_located(digits_t4_run):
     image, results, golden, _ = digits_t4_run
     name = "block3.0.attn.attn_lif"   # the attention neuron, timestep 2

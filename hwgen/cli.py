@@ -231,6 +231,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     from hwgen.estimate import add_parser as add_estimate_parser
     add_estimate_parser(sub)
+    from hwgen.sweep import add_parser as add_sweep_parser
+    add_sweep_parser(sub)
 
     c = sub.add_parser("check", help="validate a hardware config and print its hash")
     c.add_argument("config")

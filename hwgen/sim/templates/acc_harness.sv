@@ -22,19 +22,14 @@ module acc_harness #(
     parameter int COUNTER_WIDTH = 40,   // width of the acc_array.counters__* ports
     parameter int DEPTH = 65536         // most events, and most drained words, per run
 ) (
-    input  wire clk,
-    input  wire rst,
-    input  wire load,
-    input  wire go,
-    input  wire dump,
+    input  wire clk, rst, load, go, dump,   // the handshake of hwgen/sim/harness.py
     input  wire [DESC_W-1:0] desc,
     input  wire [31:0] n_weights,
     input  wire [31:0] n_biases,
     input  wire [31:0] n_events,
     input  wire [15:0] timesteps,
     input  wire [31:0] seed,
-    input  wire [7:0] in_idle,
-    input  wire [7:0] out_stall,
+    input  wire [7:0] in_idle, out_stall,   // idle input / stalled output cycles, in 1/256
     output logic finished,
     output logic [31:0] cycles,
     output wire [31:0] outputs,

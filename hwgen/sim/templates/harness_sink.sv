@@ -9,13 +9,11 @@ module harness_sink #(
     parameter bit STAMP = 1'b1,
     parameter string FILE = "sink.hex"
 ) (
-    input  wire clk,
-    input  wire rst,
+    input  wire clk, rst,
     input  wire go,                   // a run begins: the count restarts
     input  wire dump,
     input  wire run,
-    input  wire [7:0] stall,
-    input  wire [7:0] pace,
+    input  wire [7:0] stall, pace,
     input  wire [31:0] cycles,
     input  wire valid,
     output wire ready,

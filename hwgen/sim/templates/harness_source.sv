@@ -8,14 +8,12 @@ module harness_source #(
     parameter int DEPTH = 1024,       // most words one run can hold
     parameter string FILE = "source.hex"
 ) (
-    input  wire clk,
-    input  wire rst,
+    input  wire clk, rst,
     input  wire load,                 // read FILE
     input  wire go,                   // a run begins: back to word 0
     input  wire run,
     input  wire [31:0] total,
-    input  wire [7:0] idle,
-    input  wire [7:0] pace,
+    input  wire [7:0] idle, pace,
     output logic valid,
     input  wire ready,
     output wire [WIDTH-1:0] payload,

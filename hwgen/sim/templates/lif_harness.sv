@@ -20,17 +20,12 @@ module lif_harness #(
     parameter int STEPS_WIDTH = 5,       // width of lif_core.timesteps
     parameter int DEPTH = 65536          // most beats (x timesteps) one run can hold
 ) (
-    input  wire clk,
-    input  wire rst,
-    input  wire load,
-    input  wire go,
-    input  wire dump,
+    input  wire clk, rst, load, go, dump,   // the handshake of hwgen/sim/harness.py
     input  wire [BEATS_WIDTH-1:0] beats,
     input  wire [ROWS_WIDTH-1:0] thr_rows,
     input  wire [STEPS_WIDTH-1:0] timesteps,
     input  wire [31:0] seed,
-    input  wire [7:0] in_idle,     // a cycle offers no new beat with probability in_idle/256
-    input  wire [7:0] out_stall,   // ready is low in a cycle with probability out_stall/256
+    input  wire [7:0] in_idle, out_stall,   // idle input / stalled output cycles, in 1/256
     output logic finished,
     output logic [31:0] cycles,
     output wire [31:0] outputs

@@ -21,19 +21,14 @@ module sdsa_harness #(
     parameter int DEPTH = 32768,         // most input beats one run can hold
     parameter int OUT_DEPTH = 32768      // most output beats one run can hold
 ) (
-    input  wire clk,
-    input  wire rst,
-    input  wire load,
-    input  wire go,
-    input  wire dump,
+    input  wire clk, rst, load, go, dump,   // the handshake of hwgen/sim/harness.py
     input  wire [TOKENS_WIDTH-1:0] tokens,
     input  wire [HEADS_WIDTH-1:0] heads,
     input  wire [HDIM_WIDTH-1:0] head_dim,
     input  wire [STEPS_WIDTH-1:0] timesteps,
     input  wire [31:0] in_total,   // input beats in the stimulus file
     input  wire [31:0] seed,
-    input  wire [7:0] in_idle,     // a cycle offers no new beat with probability in_idle/256
-    input  wire [7:0] out_stall,   // ready is low in a cycle with probability out_stall/256
+    input  wire [7:0] in_idle, out_stall,   // idle input / stalled output cycles, in 1/256
     output logic finished,
     output logic [31:0] cycles,
     output wire [31:0] outputs,

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--skip-31m", action="store_true")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--reps", type=int, default=5, help="timed repetitions per model")
+    p.add_argument("--reps", type=int, default=7, help="timed repetitions per model (best of them)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()} (float model and integer engine alike)")

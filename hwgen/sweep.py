@@ -366,7 +366,8 @@ def load_spec(spec: str | Path | dict, *, root: str | Path | None = None) -> Swe
     combos += [(f"points[{i}]", _settings(source, f"points[{i}]", p, root)) for i, p in enumerate(listed)]
     if not combos:
         raise SpecError(source, "grid", None, "a spec needs a grid or a list of points (or both)")
-    settings = dict(images=images, images_hash=_images_hash(images), count=count, estimate_count=estimate_count,
+    images_hash = _images_hash(images)
+    settings = dict(images=images_hash or images, count=count, estimate_count=estimate_count,   # content, not path
                     metrics=sorted(m for m in metrics if m != "area"))
     needs_model = any(m in metrics for m in _MODEL_METRICS)
     points, seen, notes, shas, bases = [], {}, [], {}, {}
@@ -384,7 +385,7 @@ def load_spec(spec: str | Path | dict, *, root: str | Path | None = None) -> Swe
     order = dict.fromkeys([*(k for _, c in combos for k in c), *defaults])      # grid axes first
     varied = [k for k in order if len({json.dumps(_resolved(p, k, root), sort_keys=True) for p in points}) > 1]
     points = [dataclasses.replace(p, label=_label(p, varied, root)) for p in points]
-    return SweepSpec(source=source, name=name, root=root, images=images, images_hash=settings["images_hash"],
+    return SweepSpec(source=source, name=name, root=root, images=images, images_hash=images_hash,
                      count=count, estimate_count=estimate_count, metrics=tuple(m for m in METRICS if m in metrics),
                      plots=plots, points=points, varied=varied, notes=notes)
 
@@ -429,14 +430,14 @@ def run_task(task: dict) -> dict:
 
 
 def _run_point(task: dict) -> dict:
+    """Quantize (into a temporary folder), check the fit, evaluate, estimate: the point's figures."""
+    from contract.program import load_program
     from golden.checkpoint import CheckpointError
     from golden.model_args import ModelArgError
     from golden.quantize import QuantizationError
     from hwgen.compiler.placement import MemoryFitError
     from hwgen.estimate import core_fit, estimate
     from hwgen.flow import evaluate_program, quantize_checkpoint
-
-    from contract.program import load_program
 
     hw = HwConfig.from_dict(task["hw"], f"point {task['key']}")
     metrics, timing = {}, {}
@@ -488,11 +489,11 @@ def _estimate_metrics(run: dict) -> dict:
 def _run_area(task: dict) -> dict:
     """Yosys statistics of the generated ``core`` top (hwgen/synth.py: logic to generic gates,
     memories kept as memory cells and counted in bits)."""
-    from hwgen.build import emit_verilog, units_for
+    from hwgen.build import emit_verilog
+    from hwgen.core.top import NeuromorphicCore
     from hwgen.synth import SynthError, synth_stats
 
-    cfg = HwConfig.from_dict(task["hw"], f"hardware {task['key']}")
-    core = dict(units_for(cfg))["core"]
+    core = NeuromorphicCore(HwConfig.from_dict(task["hw"], f"hardware {task['key']}"))
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spikeforge-area-") as tmp:
         (Path(tmp) / "core.v").write_text(emit_verilog(core, "core"))
@@ -522,35 +523,50 @@ def _worker_signals() -> None:
 
 
 class _LocalExecutor:
-    """Worker processes on this machine (spawned: no torch state is forked). Results arrive
-    through the pool's callbacks in completion order."""
+    """Worker processes on this machine (spawned: no torch state is forked). Tasks wait here and
+    go to the pool one per free worker, area runs first (a Yosys run is the longest task: started
+    early, it overlaps the points instead of trailing them); results arrive through the pool's
+    callbacks in completion order."""
 
     def __init__(self, workers: int):
+        import collections
         import multiprocessing
         import queue
 
         self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_signals)
+        self.workers = workers
+        self.waiting: collections.deque = collections.deque()
         self.arrived: queue.Queue = queue.Queue()
-        self.pending = 0
+        self.running = 0
         self.what = f"local: {workers} worker process{'es' if workers > 1 else ''}"
 
     def submit(self, task: dict) -> None:
-        self.pending += 1
-        self.pool.apply_async(run_task, (task,), callback=self.arrived.put, error_callback=self.arrived.put)
+        if task["kind"] == "area":
+            self.waiting.appendleft(task)
+        else:
+            self.waiting.append(task)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.waiting and self.running < self.workers:
+            self.running += 1
+            self.pool.apply_async(run_task, (self.waiting.popleft(),), callback=self.arrived.put,
+                                  error_callback=self.arrived.put)
 
     def completed(self):
         """Yield each result dict as it arrives (a worker that failed outside a point raises)."""
         import queue
 
-        while self.pending:
+        while self.running:
             try:
                 item = self.arrived.get(timeout=1.0)        # a timeout keeps Ctrl-C responsive
             except queue.Empty:
                 continue
-            self.pending -= 1
+            self.running -= 1
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield item                                      # the caller may submit more here
+            self._dispatch()
 
     def close(self, abort: bool) -> None:
         if abort:
@@ -883,35 +899,61 @@ _AXIS_UNITS = {"energy_uj_memory": "energy per image, memory-aware model, datapa
                "transistors_logic": "logic transistors (yosys stat -tech cmos)"}
 
 
+def _value(column: str, v) -> str:
+    """A figure with its unit, for the plots' side panels."""
+    if column == "int_top1":
+        return f"{100 * v:.2f}%"
+    if column == "cycles_per_image":
+        return f"{v:,.0f} cycles"
+    if column.startswith("energy_uj"):
+        return f"{v:.3g} uJ"
+    if column in ("area_transistors", "transistors_logic"):
+        return f"{v / 1e6:.3g} M transistors"
+    if column == "memory_bits":
+        return f"{v / 1e6:.3g} Mbit"
+    return f"{v:,} {column.replace('_', ' ')}"
+
+
 def _plot(record: dict, pts: list[dict], front: dict, title: str, xlabel: str, ylabel: str) -> bytes:
+    """One Pareto plot: every point that fits by its index, the front as a step line, and beside
+    the axes the front's points with their parameters (labels that would overlap on the axes)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x, y = front["x"], front["y"]
-    on = [r for r in pts if r["index"] in front["points"]]
+    on = sorted((r for r in pts if r["index"] in front["points"]), key=lambda r: (r[x], r[y]))
     off = [r for r in pts if r["index"] not in front["points"]]
     misfit = [r for r in record["points"] if r["status"] == "does_not_fit" and r[x] is not None and r[y] is not None]
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(11, 5.5), dpi=110, gridspec_kw={"width_ratios": [2.3, 1]})
     ax.scatter([r[x] for r in off], [r[y] for r in off], c="0.6", s=28, label="dominated")
     if misfit:
         ax.scatter([r[x] for r in misfit], [r[y] for r in misfit], marker="x", c="tab:red", s=36,
                    label="does not fit (figures of a large enough core)")
-    on.sort(key=lambda r: r[x])
     ax.step([r[x] for r in on], [r[y] for r in on], where="post", c="tab:blue", lw=1.2, alpha=0.7)
     ax.scatter([r[x] for r in on], [r[y] for r in on], c="tab:blue", s=46, zorder=3, label="Pareto front")
+    for r in off + misfit:
+        ax.annotate(f"{r['index']}", (r[x], r[y]), textcoords="offset points", xytext=(4, -9), fontsize=6, c="0.4")
     for r in on:
-        ax.annotate(f"#{r['index']} {r['label']}", (r[x], r[y]), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    for r in off:
-        ax.annotate(f"#{r['index']}", (r[x], r[y]), textcoords="offset points", xytext=(4, -9), fontsize=6, c="0.4")
-    ax.set_xlabel(_AXIS_UNITS.get(x, f"{xlabel} [{x}]"))
-    ax.set_ylabel(ylabel)
+        ax.annotate(f"{r['index']}", (r[x], r[y]), textcoords="offset points", xytext=(5, 3), fontsize=8,
+                    c="tab:blue", weight="bold")
+    ax.set_xlabel(_AXIS_UNITS.get(x, f"{xlabel} [{x}]"), fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     if y == "int_top1":
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_title(f"sweep {record['name']}: {title}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+
+    lines = ["Pareto front", ""]
+    for r in on:
+        lines += textwrap.wrap(f"{r['index']}: {r['label']}", 44, subsequent_indent="    ")
+        lines += [f"    {_value(y, r[y])}, {_value(x, r[x])}", ""]
+    side.axis("off")
+    side.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=7, family="monospace", transform=side.transAxes)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -954,11 +996,12 @@ def _print(record: dict) -> None:
     def f(v, fmt, width):
         return f"{'-' if v is None else format(v, fmt):>{width}s}"
 
-    print(f"{'#':>3s} {'label':44s} {'status':16s} {'int top-1':>9s} {'cycles':>10s} {'uJ paper':>9s} "
+    w = min(90, max(len(r["label"]) for r in record["points"]))
+    print(f"{'#':>3s} {'label':{w}s} {'status':16s} {'int top-1':>9s} {'cycles':>10s} {'uJ paper':>9s} "
           f"{'uJ memory':>10s} {'cells':>8s} {'mem bits':>11s}")
     for r in record["points"]:
         mark = "*" if r["pareto_accuracy_energy"] else " "
-        print(f"{r['index']:3d} {r['label'][:44]:44s} {r['status']:16s} {f(r['int_top1'], '.2%', 9)} "
+        print(f"{r['index']:3d} {r['label'][:w]:{w}s} {r['status']:16s} {f(r['int_top1'], '.2%', 9)} "
               f"{f(r['cycles_per_image'], ',.0f', 10)} {f(r['energy_uj_paper_datapath'], '.3g', 9)} "
               f"{f(r['energy_uj_memory'], '.3g', 9)}{mark} {f(r['cells'], ',d', 8)} {f(r['memory_bits'], ',d', 11)}")
     run = record["run"]

@@ -190,6 +190,21 @@ def test_point_figures_equal_the_flow_run_directly(local_run, tmp_path):
         mj["paper_model"]["paper"] * 1e3, mj["paper_model"]["datapath"] * 1e3, mj["memory_aware"]["datapath"] * 1e3)
 
 
+@pytest.mark.parametrize("params,status,check", [
+    ({"T": 2}, "ok", lambda r: r["metrics"]["T"] == 2 and r["metrics"]["accuracy_images"] == 8),
+    ({"weight_bits": 12}, "quantization_error", lambda r: "weight_bits must be in [2, accumulator.weight_width = 8], "
+                                                          "not 12" in r["message"]),
+], ids=["T=2", "weight_bits=12"])
+def test_run_task_in_this_process(params, status, check):
+    """The worker function alone: T reaches the model, a refused quantization is a status."""
+    from hwgen.sweep import _point_task, run_task
+
+    spec = load_spec({"root": str(REPO), "base": "configs/hw/digits.yaml", "count": 8, "metrics": ["accuracy"],
+                      "points": [{"checkpoint": T1, **params}]})
+    result = run_task(_point_task(spec, spec.points[0]))
+    assert result["status"] == status and check(result), result
+
+
 def test_rerun_computes_nothing(local_run, tmp_path):
     record, out, spec = local_run
     again = tmp_path / "out"

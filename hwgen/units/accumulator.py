@@ -40,6 +40,7 @@ from hwgen.units.accumulator_stages import (
     OperationLoop,
     Walker,
     WeightMemory,
+    descriptor_signature,
     event_layout,
 )
 from hwgen.units.signatures import CounterBank, Counters, RunControl, addr_width, memory_words, memory_write, sums_layout
@@ -106,13 +107,13 @@ class AccumulatorArray(wiring.Component):
         m.submodules.weights = weights = WeightMemory(cfg)
         m.submodules.counter_bank = bank = CounterBank({name: L if name == "additions" else 1 for name in COUNTERS})
 
-        desc = Signal(descriptor_layout(cfg))
-        for stage in (window, loop, fold, lanes, walker):
-            m.d.comb += stage.desc.eq(desc)
+        # the descriptor latched at start, one register per field, read by every stage
+        desc = descriptor_signature(cfg).create(path=("desc_latched",))
+        wiring.connect(m, desc, window.desc, loop.desc, fold.desc, lanes.desc, walker.desc)
         wiring.connect(m, wiring.flipped(self.events), window.events)
         wiring.connect(m, window.window, loop.window)
         wiring.connect(m, loop.op, fold.op)
-        m.d.comb += lanes.issue.eq(fold.issue)
+        wiring.connect(m, fold.issue, lanes.issue)
         wiring.connect(m, wiring.flipped(self.weight_write), weights.write)
         for lane in range(L):
             wiring.connect(m, lanes.weights[lane], weights.read[lane])
@@ -158,7 +159,8 @@ class AccumulatorArray(wiring.Component):
             walker.init.eq(mode == INIT), walker.drain.eq(mode == DRAIN),
         ]
         with m.If(self.run.start):
-            m.d.sync += [desc.eq(self.desc), mode.eq(INIT), flush_seen.eq(0)]
+            m.d.sync += [*(getattr(desc, name).eq(getattr(self.desc, name)) for name, _ in descriptor_layout(cfg)),
+                         mode.eq(INIT), flush_seen.eq(0)]
             m.d.comb += walker.restart.eq(1)
         with m.Else():
             with m.Switch(mode):

@@ -23,7 +23,7 @@ from contract.config import AccumulatorConfig
 from hwgen.layout import FOLD_SLOTS, descriptor_layout
 from hwgen.units.signatures import addr_width, memory_words, memory_write, read_port, sums_layout
 
-__all__ = ["event_layout", "window_layout", "op_layout", "issue_layout", "address_bits", "fold_capacity",
+__all__ = ["event_layout", "window_layout", "op_layout", "issue_signature", "descriptor_signature", "address_bits", "fold_capacity",
            "KernelWindow", "OperationLoop", "FoldSlots", "WeightMemory", "AdderLanes", "Walker"]
 
 
@@ -79,13 +79,22 @@ def op_layout(cfg: AccumulatorConfig) -> data.StructLayout:
         "x_shift": range(max(cfg.lanes, 2)), "x_left": range(cfg.max_kernel + 1), "last_word": 1})
 
 
-def issue_layout(cfg: AccumulatorConfig) -> data.StructLayout:
-    """The operation the lanes run this cycle: per lane its weight and accumulator word, the
-    active lanes, the plane and the lane shift (lanes over x)."""
+def issue_signature(cfg: AccumulatorConfig) -> wiring.Signature:
+    """The operation the lanes run this cycle (from the fold stage's side): per lane its weight
+    and accumulator word, the active lanes, the plane and the lane shift (lanes over x). Separate
+    members rather than one wide struct: 2 x lanes addresses are hundreds of bits, and a
+    simulator handles them far faster as words of their own."""
     aw, L = address_bits(cfg), cfg.lanes
-    return data.StructLayout({
-        "valid": 1, "w_addr": data.ArrayLayout(unsigned(aw), L), "a_addr": data.ArrayLayout(unsigned(aw), L),
-        "active": unsigned(L), "plane": _index(cfg.input_bits), "x_shift": range(max(L, 2))})
+    return wiring.Signature({
+        "valid": Out(1), "w_addr": Out(unsigned(aw)).array(L), "a_addr": Out(unsigned(aw)).array(L),
+        "active": Out(L), "plane": Out(_index(cfg.input_bits)), "x_shift": Out(range(max(L, 2)))})
+
+
+def descriptor_signature(cfg: AccumulatorConfig) -> wiring.Signature:
+    """The latched descriptor as the stages read it: one member per field of
+    ``hwgen.layout.descriptor_layout`` (the same names and widths), each a word of its own for the
+    simulator rather than slices of one wide vector."""
+    return wiring.Signature({name: Out(field.shape) for name, field in descriptor_layout(cfg)})
 
 
 def _x_mode(cfg: AccumulatorConfig, desc):
@@ -123,7 +132,7 @@ class KernelWindow(wiring.Component):
     -----
     events : In(stream of event_layout)
         Taken while ``accept`` is high and the window register is free (or being taken).
-    desc : In(descriptor_layout)
+    desc : In(descriptor_signature)
     accept : In(1)
         The array is accumulating and no flush is pending.
     flush : Out(1)
@@ -137,7 +146,7 @@ class KernelWindow(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "events": In(stream.Signature(event_layout(cfg))),
-            "desc": In(descriptor_layout(cfg)),
+            "desc": In(descriptor_signature(cfg)),
             "accept": In(1),
             "flush": Out(1),
             "window": Out(stream.Signature(window_layout(cfg))),
@@ -228,7 +237,7 @@ class OperationLoop(wiring.Component):
     window : In(stream of window_layout)
         Taken when the loop is free or issues its last operation this cycle (back to back:
         no bubble between events); an ``empty`` window is taken and issues nothing.
-    desc : In(descriptor_layout)
+    desc : In(descriptor_signature)
     op : Out(stream of op_layout)
         The current operation; it advances when ``op.ready`` (the fold stage may hold it).
         With folding on, a position's last word is issued too: FoldSlots parks it.
@@ -238,7 +247,7 @@ class OperationLoop(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "window": In(stream.Signature(window_layout(cfg))),
-            "desc": In(descriptor_layout(cfg)),
+            "desc": In(descriptor_signature(cfg)),
             "op": Out(stream.Signature(op_layout(cfg))),
         })
 
@@ -318,10 +327,10 @@ class FoldSlots(wiring.Component):
     Ports
     -----
     op : In(stream of op_layout)
-    desc : In(descriptor_layout)
+    desc : In(descriptor_signature)
     flush : In(1)
         A flush is pending and no event is left in the window or the loop.
-    issue : Out(issue_layout)
+    issue : Out(issue_signature)
         This cycle's operation for the lanes (combinational).
     parked : Out(1)
         Words are parked (the pipeline is not empty).
@@ -331,9 +340,9 @@ class FoldSlots(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "op": In(stream.Signature(op_layout(cfg))),
-            "desc": In(descriptor_layout(cfg)),
+            "desc": In(descriptor_signature(cfg)),
             "flush": In(1),
-            "issue": Out(issue_layout(cfg)),
+            "issue": Out(issue_signature(cfg)),
             "parked": Out(1),
         })
 
@@ -449,8 +458,8 @@ class AdderLanes(wiring.Component):
 
     Ports
     -----
-    issue : In(issue_layout)
-    desc : In(descriptor_layout)
+    issue : In(issue_signature)
+    desc : In(descriptor_signature)
     weights : read_port.array(lanes)
     acc_read : read_port.array(lanes), acc_write : write_port.array(lanes)
         Lane l's accumulator memory (the array lends it while accumulating).
@@ -463,8 +472,8 @@ class AdderLanes(wiring.Component):
 
         self._cfg = cfg
         super().__init__({
-            "issue": In(issue_layout(cfg)),
-            "desc": In(descriptor_layout(cfg)),
+            "issue": In(issue_signature(cfg)),
+            "desc": In(descriptor_signature(cfg)),
             "weights": read_port(addr_width(cfg.weight_depth), signed(cfg.weight_width)).array(cfg.lanes),
             "acc_read": _acc_port(cfg, read_port).array(cfg.lanes),
             "acc_write": _acc_port(cfg, write_port).array(cfg.lanes),
@@ -506,7 +515,7 @@ class Walker(wiring.Component):
 
     Ports
     -----
-    desc : In(descriptor_layout)
+    desc : In(descriptor_signature)
     init, drain : In(1)
         The array's mode: walk without emitting / walk and emit (at most one is high).
     restart : In(1)
@@ -526,7 +535,7 @@ class Walker(wiring.Component):
 
         self._cfg = cfg
         super().__init__({
-            "desc": In(descriptor_layout(cfg)),
+            "desc": In(descriptor_signature(cfg)),
             "init": In(1), "drain": In(1), "restart": In(1),
             "bias": read_port(addr_width(cfg.bias_depth), data.ArrayLayout(signed(cfg.bias_width), cfg.lanes)),
             "acc_read": _acc_port(cfg, read_port).array(cfg.lanes),

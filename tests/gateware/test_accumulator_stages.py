@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from contract.config import load_config
-from hwgen.layout import ConvGeometry, descriptor, descriptor_layout
+from hwgen.layout import ConvGeometry, descriptor
 from hwgen.units import accumulator_stages as stages
 from hwgen.units.signatures import CounterBank
 from tests.gateware.sim import MemoryModel, simulate, stream_get, stream_put
@@ -21,8 +21,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "hw"
 ACC = {name: load_config(CONFIGS / f"{name}.yaml").accumulator for name in ("acc_small", "acc_odd")}
 
 
-def _desc_value(cfg, desc) -> int:
-    return descriptor_layout(cfg).const(desc.as_dict()).as_value().value
+def _set_desc(ctx, dut, desc) -> None:
+    for name, value in desc.as_dict().items():
+        ctx.set(getattr(dut.desc, name), value)
 
 
 def _landing(t, k, stride, n_out):
@@ -53,7 +54,7 @@ def test_kernel_window_bases_and_spans(name):
         ctx.set(dut.events.valid, 0)
         ctx.set(dut.accept, 1)
         for geo, d, ci, y, x in cases:
-            ctx.set(dut.desc.as_value(), _desc_value(cfg, d))
+            _set_desc(ctx, dut, d)
             await stream_put(ctx, dut.events, {"flush": 0, "ci": ci, "y": y, "x": x, "plane": 0})
             w = await stream_get(ctx, dut.window)
             ys = _landing(y + geo.padding, geo.kernel, geo.stride, geo.out_h)
@@ -99,7 +100,7 @@ def test_operation_loop_walks_the_window_back_to_back():
     got, cycles = [], []
 
     async def feed(ctx):
-        ctx.set(dut.desc.as_value(), _desc_value(cfg, d))
+        _set_desc(ctx, dut, d)
         for w in windows[:1] + [dict(w_base=0, a_base=0, ky_n=1, kx_n=1, empty=1)] + windows[1:]:
             await stream_put(ctx, dut.window, {"plane": 0, "empty": 0, "x_shift": 0, "x_n": 0, "x_segs": 0, **w})
 
@@ -135,7 +136,7 @@ def test_fold_slots_park_last_words_and_issue_them_as_one():
     issued = []
 
     async def bench(ctx):
-        ctx.set(dut.desc.as_value(), _desc_value(cfg, d))
+        _set_desc(ctx, dut, d)
         for w, a, last in ops:
             ctx.set(dut.op.valid, 1)
             for k, v in dict(w_addr=w, a_addr=a, last_word=last, x_left=0, x_shift=0, plane=0).items():
@@ -220,9 +221,12 @@ def test_adder_lanes_add_shifted_weights_of_active_lanes():
     async def bench(ctx):
         for signed_planes, plane, active in ((0, 0, 0b1111), (0, 2, 0b0101), (1, cfg.input_bits - 1, 0b1110)):
             d = descriptor(geo, cfg.lanes, signed_planes=bool(signed_planes))
-            ctx.set(dut.desc.as_value(), _desc_value(cfg, d))
-            ctx.set(dut.issue, {"valid": 1, "w_addr": [7] * 4, "a_addr": [20, 21, 22, 23], "active": active,
-                                "plane": plane, "x_shift": 0})
+            _set_desc(ctx, dut, d)
+            for name, value in (("valid", 1), ("active", active), ("plane", plane), ("x_shift", 0)):
+                ctx.set(getattr(dut.issue, name), value)
+            for lane in range(4):
+                ctx.set(dut.issue.w_addr[lane], 7)
+                ctx.set(dut.issue.a_addr[lane], 20 + lane)
             await ctx.tick()
             ctx.set(dut.issue.valid, 0)
             await ctx.delay(1e-9)
@@ -255,7 +259,7 @@ def test_walker_initialises_then_drains_every_word_with_its_bias():
     writes, out = [], []
 
     async def bench(ctx):
-        ctx.set(dut.desc.as_value(), _desc_value(cfg, d))
+        _set_desc(ctx, dut, d)
         ctx.set(dut.restart, 1)
         await ctx.tick()
         ctx.set(dut.restart, 0)

@@ -80,13 +80,15 @@ module acc_harness #(
         else if (sums_valid && sums_ready && sums_payload[OUT_W-1]) drains <= drains + 1;
     end
 
-    harness_io #(.IN_W(EVENT_W), .IN_DEPTH(DEPTH), .IN_FILE("acc_events.hex"), .OUT_W(OUT_W), .OUT_DEPTH(DEPTH),
-                 .STAMP(1'b0), .OUT_FILE("acc_res.hex")) io (
-        .clk(clk), .rst(rst), .load(load), .go(go), .dump(dump), .seed(seed), .in_idle(in_idle), .out_stall(out_stall),
-        .in_run(state == RUN), .in_total(n_events), .out_run(state == RUN), .counting(state == RUN || state == START),
-        .ended(state == RUN && drains == timesteps), .finished(finished), .cycles(cycles), .in_valid(ev_valid),
-        .in_ready(ev_ready), .in_payload(ev_payload), .in_index(taken), .out_valid(sums_valid), .out_ready(sums_ready),
-        .out_payload(sums_payload), .out_count(outputs));
+    wire [15:0] pace;
+    harness_io io (.clk(clk), .rst(rst), .go(go), .seed(seed), .counting(state == RUN || state == START), .ended(state == RUN && drains == timesteps), .pace(pace),
+                   .finished(finished), .cycles(cycles));
+    harness_source #(.WIDTH(EVENT_W), .DEPTH(DEPTH), .FILE("acc_events.hex")) source (
+        .clk(clk), .rst(rst), .load(load), .go(go), .run(state == RUN), .total(n_events), .idle(in_idle), .pace(pace[7:0]),
+        .valid(ev_valid), .ready(ev_ready), .payload(ev_payload), .index(taken));
+    harness_sink #(.WIDTH(OUT_W), .DEPTH(DEPTH), .STAMP(1'b0), .FILE("acc_res.hex")) sink (
+        .clk(clk), .rst(rst), .go(go), .dump(dump), .run(state == RUN), .stall(out_stall), .pace(pace[15:8]),
+        .cycles(cycles), .valid(sums_valid), .ready(sums_ready), .payload(sums_payload), .count(outputs));
 
     wire [W_ADDR_W-1:0] w_addr = load_idx[W_ADDR_W-1:0];
     wire [B_ADDR_W-1:0] b_addr = load_idx[B_ADDR_W-1:0];

@@ -1,6 +1,7 @@
-// A stream source for the file-driven harnesses: offers the `total` words of FILE in order
-// while `run` is high, with an idle cycle (no new word offered) with probability idle/256
-// (`pace`: a random byte). An offered word stays valid, with the same payload, until taken.
+// A stream source for the file-driven harnesses: offers the `total` words of FILE ($readmemh on
+// `load`) in order while `run` is high, with an idle cycle (no new word offered) with
+// probability idle/256 (`pace`: a random byte). An offered word stays valid, with the same
+// payload, until taken.
 `default_nettype none
 
 module harness_source #(
@@ -20,10 +21,11 @@ module harness_source #(
     output logic [31:0] index         // words taken
 );
     localparam int AW = $clog2(DEPTH);
+    logic [WIDTH-1:0] words [DEPTH];
+    always @(posedge clk) if (load) $readmemh(FILE, words);
+    // read straight from the image: a wide payload is copied once, not per module level
+    assign payload = words[index[AW-1:0]];
     wire take = valid && ready;
-
-    harness_rom #(.WIDTH(WIDTH), .DEPTH(DEPTH), .FILE(FILE)) rom (
-        .clk(clk), .load(load), .addr(index[AW-1:0]), .data(payload));
 
     always_ff @(posedge clk) begin
         if (rst || go) begin

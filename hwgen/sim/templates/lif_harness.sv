@@ -59,13 +59,15 @@ module lif_harness #(
         end else if (state == RUN && done) state <= FINISHED;
     end
 
-    harness_io #(.IN_W(IN_W), .IN_DEPTH(DEPTH), .IN_FILE("lif_stim.hex"), .OUT_W(OUT_W), .OUT_DEPTH(DEPTH),
-                 .STAMP(1'b1), .OUT_FILE("lif_res.hex")) io (
-        .clk(clk), .rst(rst), .load(load), .go(go), .dump(dump), .seed(seed), .in_idle(in_idle), .out_stall(out_stall),
-        .in_run(state == RUN && !start), .in_total(total), .out_run(state == RUN), .counting(state == RUN),
-        .ended(state == RUN && done), .finished(finished), .cycles(cycles), .in_valid(in_valid), .in_ready(in_ready),
-        .in_payload(in_payload), .in_index(taken), .out_valid(out_valid), .out_ready(out_ready),
-        .out_payload(out_payload), .out_count(outputs));
+    wire [15:0] pace;
+    harness_io io (.clk(clk), .rst(rst), .go(go), .seed(seed), .counting(state == RUN), .ended(state == RUN && done), .pace(pace),
+                   .finished(finished), .cycles(cycles));
+    harness_source #(.WIDTH(IN_W), .DEPTH(DEPTH), .FILE("lif_stim.hex")) source (
+        .clk(clk), .rst(rst), .load(load), .go(go), .run(state == RUN && !start), .total(total), .idle(in_idle), .pace(pace[7:0]),
+        .valid(in_valid), .ready(in_ready), .payload(in_payload), .index(taken));
+    harness_sink #(.WIDTH(OUT_W), .DEPTH(DEPTH), .STAMP(1'b1), .FILE("lif_res.hex")) sink (
+        .clk(clk), .rst(rst), .go(go), .dump(dump), .run(state == RUN), .stall(out_stall), .pace(pace[15:8]),
+        .cycles(cycles), .valid(out_valid), .ready(out_ready), .payload(out_payload), .count(outputs));
 
     // the row counter and the memory address may differ in width either way
     logic [ROW_ADDR_WIDTH-1:0] thr_addr;

@@ -55,12 +55,15 @@ module sdsa_harness #(
     end
 
     // offered from the `start` cycle: no idle first cycle
-    harness_io #(.IN_W(IN_WIDTH), .IN_DEPTH(DEPTH), .IN_FILE("sdsa_stim.hex"), .OUT_W(OUT_W), .OUT_DEPTH(OUT_DEPTH),
-                 .STAMP(1'b1), .OUT_FILE("sdsa_res.hex")) io (
-        .clk(clk), .rst(rst), .load(load), .go(go), .dump(dump), .seed(seed), .in_idle(in_idle), .out_stall(out_stall),
-        .in_run(running), .in_total(in_total), .out_run(running), .counting(running), .ended(running && done),
-        .finished(finished), .cycles(cycles), .in_valid(in_valid), .in_ready(in_ready), .in_payload(in_payload),
-        .in_index(inputs), .out_valid(out_valid), .out_ready(out_ready), .out_payload(out_payload), .out_count(outputs));
+    wire [15:0] pace;
+    harness_io io (.clk(clk), .rst(rst), .go(go), .seed(seed), .counting(running), .ended(running && done), .pace(pace),
+                   .finished(finished), .cycles(cycles));
+    harness_source #(.WIDTH(IN_WIDTH), .DEPTH(DEPTH), .FILE("sdsa_stim.hex")) source (
+        .clk(clk), .rst(rst), .load(load), .go(go), .run(running), .total(in_total), .idle(in_idle), .pace(pace[7:0]),
+        .valid(in_valid), .ready(in_ready), .payload(in_payload), .index(inputs));
+    harness_sink #(.WIDTH(OUT_W), .DEPTH(OUT_DEPTH), .STAMP(1'b1), .FILE("sdsa_res.hex")) sink (
+        .clk(clk), .rst(rst), .go(go), .dump(dump), .run(running), .stall(out_stall), .pace(pace[15:8]),
+        .cycles(cycles), .valid(out_valid), .ready(out_ready), .payload(out_payload), .count(outputs));
 
     sdsa_unit dut (
         .clk(clk),

@@ -136,7 +136,7 @@ def _cmd_sim(args) -> int:
     out = Path(args.out or f"build/runs/{Path(args.program).name}")
     try:
         run = simulate(args.program, hw, out=out, images=args.images, start=args.start, count=args.count,
-                       keep_going=args.keep_going, allow_upscale=args.allow_upscale,
+                       keep_going=args.keep_going, allow_upscale=args.allow_upscale, waves=args.waves,
                        progress=lambda total: Progress("sim", total))
     except (CoreFitError, *_input_errors()) as e:
         return _fail("sim", _message(e))
@@ -224,6 +224,10 @@ def make_parser() -> argparse.ArgumentParser:
                                       "for the digits models, else the traces")
     s.add_argument("--keep-going", action="store_true",
                    help="record a mismatching image in run.json (with its first mismatch) and go on")
+    s.add_argument("--waves", metavar="WINDOW", nargs="?", const="mismatch",
+                   help="write a waveform (VCD, under <out>/waves/): alone, around the first mismatch (the "
+                        "instruction before and the mismatching one); IMAGE:LAYER[:LAYER] for that window "
+                        "(layer names or instruction numbers)")
     s.add_argument("--out", help="run folder (default: build/runs/<program folder name>)")
     s.set_defaults(func=_cmd_sim)
 

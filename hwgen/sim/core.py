@@ -20,7 +20,7 @@ from hwgen.core.isa import Target, address_width
 from hwgen.core.top import NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
 
-__all__ = ["TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "LayerStats", "ImageResult", "CoreSimError", "core_sim_run",
+__all__ = ["TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "WaveWindow", "LayerStats", "ImageResult", "CoreSimError", "core_sim_run",
            "write_script", "LogReader", "parse_log", "run_core"]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -32,6 +32,17 @@ class CoreSimError(RuntimeError):
 
 #: what the harness logs of the writes: digests only, every write, or one instruction's writes
 TRACE_NONE, TRACE_ALL, TRACE_ONE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class WaveWindow:
+    """Dump every signal of the core into ``path`` (VCD) from the start of instruction ``first``
+    of image ``image`` (of the run) to the end of instruction ``last``; the run ends there."""
+
+    path: Path
+    image: int
+    first: int
+    last: int
 MEMORIES = {0: None, 1: "ints", 2: "spikes", 3: "both"}
 
 
@@ -69,12 +80,13 @@ def _core_verilog(hw) -> Path:
 
 def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
                  random_init: int | None = None, stop_file: Path | None = None,
-                 trace: int = TRACE_NONE, trace_pc: int = -1) -> SimRun:
+                 trace: int = TRACE_NONE, trace_pc: int = -1, waves: WaveWindow | None = None) -> SimRun:
     """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``.
     ``random_init``: a seed; every memory and register without a reset value starts random
     instead of zero (a run must not depend on them). ``stop_file``: the harness ends the run
     before the next image once this file exists. ``trace``: log every write (``TRACE_ALL``), or
-    those of instruction ``trace_pc`` (``TRACE_ONE``), besides each instruction's digest."""
+    those of instruction ``trace_pc`` (``TRACE_ONE``), besides each instruction's digest.
+    ``waves``: a simulator built with tracing (its own build folder) dumps that window."""
     from hwgen.core.engines import int_word
 
     verilog = _core_verilog(hw)
@@ -91,6 +103,10 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
     if stop_file is not None:
         plusargs.append(f"+core_stop={stop_file}")
     plusargs += [f"+core_trace={trace}", f"+core_trace_pc={trace_pc}"]
+    if waves is not None:
+        plusargs += [f"+core_waves={Path(waves.path).resolve()}", f"+core_wave_image={waves.image}",
+                     f"+core_wave_from={waves.first}", f"+core_wave_to={waves.last}"]
+        extra["waves"] = True
     if random_init is not None:
         extra["build_args"] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "unique", "-O3")
         plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_init}"]
@@ -173,6 +189,7 @@ class LogReader:
     def __init__(self, image: CoreImage, path: Path, *, trace: int = TRACE_NONE, trace_pc: int = -1):
         self.image, self.path = image, Path(path)
         self.images = 0
+        self.waves_closed = False
         # the instructions whose writes the log holds (an instruction that writes nothing logs none)
         traced = range(len(image.instructions)) if trace == TRACE_ALL else [trace_pc] if trace == TRACE_ONE else []
         self._traced = set(traced)
@@ -220,6 +237,8 @@ class LogReader:
             self._stats = {}
             self.images += 1
             return res
+        elif tag == "W":          # the wave window closed and the run ended there
+            self.waves_closed = True
         elif tag == "H":
             pc = int(rest[0], 16)
             raise CoreSimError(f"image {self.images}: the core hung in instruction {pc} "
@@ -249,7 +268,7 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
              preload: list[dict[str, np.ndarray]] | None = None, random_init: int | None = None,
              progress: Callable[[int], None] | None = None,
              on_image: Callable[[int, ImageResult], bool] | None = None,
-             trace: int = TRACE_ALL, trace_pc: int = -1) -> list[ImageResult]:
+             trace: int = TRACE_ALL, trace_pc: int = -1, waves: WaveWindow | None = None) -> list[ImageResult]:
     """Simulate the core on integer images ``pixels[B, C, H, W]``.
 
     While the simulator runs, a watcher thread reads the log as it grows: ``progress(images_done)``
@@ -259,7 +278,8 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
     were handed to ``on_image``); without it, the traced layers' outputs too. ``trace``: which
     instructions' writes the harness logs (``TRACE_ALL`` rebuilds every layer's output; with
     ``TRACE_NONE`` each instruction reports only the digest of its writes, which is what a long run
-    wants: a log line per instruction instead of one per word)."""
+    wants: a log line per instruction instead of one per word). ``waves``: dump a window of
+    signals (the run ends at its last instruction)."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     script, log = (work / "core_script.txt").resolve(), (work / "core_log.txt").resolve()
@@ -269,7 +289,7 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
         if stale.exists():
             stale.unlink()
     run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image),
-                       random_init=random_init, stop_file=stop_file, trace=trace, trace_pc=trace_pc)
+                       random_init=random_init, stop_file=stop_file, trace=trace, trace_pc=trace_pc, waves=waves)
     reader = LogReader(image, log, trace=trace, trace_pc=trace_pc)
     results: list[ImageResult] = []
     failure: list[BaseException] = []
@@ -313,7 +333,10 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
     watcher.join()
     if failure:
         raise failure[0]
-    stopped = stop_file.exists()
+    stopped = stop_file.exists() or reader.waves_closed
+    if waves is not None and not reader.waves_closed:
+        raise CoreSimError(f"the wave window (image {waves.image}, instructions {waves.first}..{waves.last}) was "
+                           f"never reached; see {log}")
     if len(results) != len(pixels) and not stopped:
         raise CoreSimError(f"{len(results)} of {len(pixels)} images finished; see {log}")
     return results

@@ -33,7 +33,7 @@ from golden.intsim import IntegerEngine
 from hwgen.compiler import CoreImage, compile_program, to_words
 from hwgen.compiler.cycles import check_cycles
 from hwgen.compiler.kinds import CORE_KINDS, core_kind
-from hwgen.sim.core import TRACE_NONE, TRACE_ONE, ImageResult, run_core
+from hwgen.sim.core import TRACE_NONE, TRACE_ONE, ImageResult, WaveWindow, run_core
 from hwgen.sim.digest import digest
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "DigestMismatch", "images_for", "load_images", "layer_table",
@@ -45,7 +45,12 @@ UNITS = {name: kind.unit for name, kind in CORE_KINDS.items()}    # layer kind -
 
 
 class MismatchError(AssertionError):
-    """The core's output differs from the golden engine's; the message names the first element."""
+    """The core's output differs from the golden engine's; the message names the first element.
+    ``pc`` is the instruction and ``at`` the coordinates (``{"timestep": 2, ...}``) when known."""
+
+    def __init__(self, message: str, pc: int | None = None, at: dict | None = None):
+        super().__init__(message)
+        self.pc, self.at = pc, at or {}
 
 
 def images_for(program: Program, program_dir: Path, spec: str | None = None, *, start: int = 0,
@@ -91,10 +96,6 @@ class DigestMismatch(MismatchError):
     """An instruction's writes differ from its golden output's words (``hwgen.sim.digest``);
     ``pc`` names the instruction (rerun it traced to locate the first differing element)."""
 
-    def __init__(self, message: str, pc: int):
-        super().__init__(message)
-        self.pc = pc
-
 
 def golden_value(image: CoreImage, golden: dict, name: str, b: int) -> np.ndarray:
     """Tensor ``name`` of image ``b`` as the core stores it: ``[T, ...]`` (``[...]`` when not per timestep)."""
@@ -135,7 +136,8 @@ def check_image(image: CoreImage, result: ImageResult, golden: dict, b: int, *, 
                 where = ", ".join(f"{a}={i}" for a, i in zip(axes, idx))
                 count = int((want != got).sum())
                 raise MismatchError(f"image {image_name}, layer {name} ({layer.kind}): first mismatch "
-                                    f"at {where}: golden {e}, core {g} ({count} of {got.size} differ)")
+                                    f"at {where}: golden {e}, core {g} ({count} of {got.size} differ)",
+                                    pc, dict(zip(axes, idx)))
             continue
         stats = result.layers[pc]
         memory, words, lo, hi, dig = expected_writes(image, golden, pc, b)
@@ -219,7 +221,8 @@ class _RunLock:
 
 def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: str | None = None,
              start: int = 0, count: int | None = None, keep_going: bool = False, allow_upscale: bool = False,
-             log: Callable[[str], None] = print, progress: Callable[[int], object] | None = None) -> dict:
+             waves: str | None = None, log: Callable[[str], None] = print,
+             progress: Callable[[int], object] | None = None) -> dict:
     """Simulate ``count`` images of the source ``images`` from ``start`` (see :func:`images_for`)
     and check every layer of each image against the golden engine as soon as the core finishes it;
     write ``run.json`` and the report into ``out``; return the run dictionary.
@@ -227,7 +230,13 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
     The first mismatch stops the run (the simulator ends before the next image) and raises
     MismatchError, after ``run.json`` recorded it; with ``keep_going`` a mismatching image is marked
     in ``run.json`` with its first mismatch and the run goes on. ``progress(total)`` makes the
-    progress display (``contract.progress.Progress``) advanced once per checked image."""
+    progress display (``contract.progress.Progress``) advanced once per checked image.
+
+    ``waves``: ``"mismatch"`` writes a waveform (VCD) of the instruction before the first mismatch and
+    the mismatching one, for that image, into ``out/waves/`` (named by image, layer and timestep);
+    ``"IMAGE:LAYER[:LAYER]"`` (an index of the source, layer names or instruction numbers) writes one
+    of that window after the run. Waveforms come from a simulator built with tracing, in a build
+    folder of its own."""
     from contract.program import load_program
     from hwgen.report import write_report
 
@@ -241,6 +250,7 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
         f"{image.peak['ints']}/{hw.core.int_depth} words, spike memory {image.peak['spikes']}/{hw.core.spike_depth}; "
         f"{len(pixels)} image(s) from {source.name}" + (f", from index {source.first}" if source.first else ""))
     engine = IntegerEngine(program, hw)
+    window = None if waves in (None, "mismatch") else _wave_window(waves, image, source)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     rates: list[list[float | None]] = []
@@ -265,6 +275,9 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
                 raise MismatchError(f"{e} (the traced run of the image wrote the golden words: not reproducible)")
         except MismatchError as e:
             record.update(exact=False, predicted=None, mismatch=str(e))
+            if waves is not None and e.pc is not None:
+                record["waves"] = str(_dump_waves(image, pixels[b:b + 1], out, source.first + b, max(0, e.pc - 1),
+                                                  e.pc, e.at.get("timestep")))
         records.append(record)
         rates.append([_input_rate(layer, golden, 0) for layer in image.layers])
         return record["exact"] or keep_going
@@ -275,6 +288,10 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
                            on_image=check, trace=TRACE_NONE)
         wall = time.perf_counter() - t0
         run = _run_record(program_dir, hw, program, image, results, records, rates, wall)
+        if window is not None:
+            b, first, last = window
+            run["waves"] = str(_dump_waves(image, pixels[b:b + 1], out, source.first + b, first, last, None))
+            log(f"wrote {run['waves']}")
         tmp = out / "run.json.tmp"
         tmp.write_text(json.dumps(run, indent=1) + "\n")
         os.replace(tmp, out / "run.json")
@@ -283,6 +300,42 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
     if bad and not keep_going:
         raise MismatchError(bad[0]["mismatch"])
     return run
+
+
+def _wave_window(spec: str, image: CoreImage, source) -> tuple[int, int, int]:
+    """``"IMAGE:LAYER[:LAYER]"`` -> (image within the run, first and last instruction)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--waves {spec!r}: expected 'mismatch' or IMAGE:LAYER[:LAYER]")
+
+    def pc_of(text: str) -> int:
+        if text.isdigit() and int(text) < len(image.outputs):
+            return int(text)
+        if text in image.outputs:
+            return image.outputs.index(text)
+        raise ValueError(f"--waves {spec!r}: {text!r} is neither a layer of the program nor an instruction number "
+                         f"below {len(image.outputs)}")
+
+    if not parts[0].isdigit() or not source.first <= int(parts[0]) < source.first + len(source):
+        raise ValueError(f"--waves {spec!r}: image {parts[0]!r} is not among the run's images "
+                         f"({source.first}..{source.first + len(source) - 1})")
+    first = pc_of(parts[1])
+    last = pc_of(parts[2]) if len(parts) == 3 else first
+    if last < first:
+        raise ValueError(f"--waves {spec!r}: the window ends before it starts")
+    return int(parts[0]) - source.first, first, last
+
+
+def _dump_waves(image: CoreImage, pixels: torch.Tensor, out: Path, index: int, first: int, last: int,
+                timestep: int | None) -> Path:
+    """Simulate one image on the traced simulator, dumping instructions ``first..last``."""
+    folder = out / "waves"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"image{index}_{image.outputs[last]}" + (f"_t{timestep}" if timestep is not None else "")
+    path = folder / f"{name}.vcd"
+    run_core(image, pixels.numpy(), work=out / "sim" / f"waves-{index}", trace=TRACE_NONE,
+             waves=WaveWindow(path, 0, first, last))
+    return path
 
 
 def _run_record(program_dir: Path, hw: HwConfig, program: Program, image: CoreImage, results: list[ImageResult],

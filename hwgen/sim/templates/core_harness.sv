@@ -17,6 +17,10 @@
 // every write itself:
 //   I pc addr data      a write into the int memory (while running)
 //   S pc addr data      a write into the spike memory
+// With `+core_waves=FILE +core_wave_image=N +core_wave_from=A +core_wave_to=B` (a simulator built with
+// tracing) it dumps every signal into FILE from the start of instruction A of image N to the end of
+// instruction B, then logs `W pc cycles` and ends the run there (Verilator ignores $dumpoff: the window
+// is closed by ending the simulation).
 `default_nettype none
 
 module core_harness #(
@@ -53,9 +57,10 @@ module core_harness #(
         .layer__additions(l_additions), .layer__events(l_events)
     );
 
-    string script_file, log_file, stop_file;
+    string script_file, log_file, stop_file, wave_file;
     logic [63:0] watchdog;
-    integer script, log, trace, trace_pc;
+    integer script, log, trace, trace_pc, wave_image, wave_from, wave_to;
+    logic dumping;
     initial begin
         if (!$value$plusargs("core_script=%s", script_file)) script_file = "core_script.txt";
         if (!$value$plusargs("core_log=%s", log_file)) log_file = "core_log.txt";
@@ -63,6 +68,10 @@ module core_harness #(
         if (!$value$plusargs("core_stop=%s", stop_file)) stop_file = "";
         if (!$value$plusargs("core_trace=%d", trace)) trace = 0;
         if (!$value$plusargs("core_trace_pc=%d", trace_pc)) trace_pc = -1;
+        if (!$value$plusargs("core_waves=%s", wave_file)) wave_file = "";
+        if (!$value$plusargs("core_wave_image=%d", wave_image)) wave_image = 0;
+        if (!$value$plusargs("core_wave_from=%d", wave_from)) wave_from = 0;
+        if (!$value$plusargs("core_wave_to=%d", wave_to)) wave_to = -1;
         script = $fopen(script_file, "r");
         log = $fopen(log_file, "w");
     end
@@ -142,6 +151,7 @@ module core_harness #(
         if (rst) begin
             state <= IDLE;
             finished <= 1'b0;
+            dumping <= 1'b0;
         end else if (go) begin
             state <= READ;
             finished <= 1'b0;
@@ -171,7 +181,17 @@ module core_harness #(
                 RUN: begin
                     cycles <= cycles + 1;
                     quiet <= layer_done ? '0 : quiet + 1;
-                    if (done) begin
+                    if (wave_file != "" && !dumping && int'(images) == wave_image && int'(pc) == wave_from) begin
+                        $dumpfile(wave_file);
+                        $dumpvars(0, core_harness);
+                        dumping <= 1'b1;
+                    end
+                    if (dumping && layer_done && int'(pc) == wave_to) begin
+                        $fwrite(log, "W %0h %0d\n", pc, cycles);
+                        close_files();
+                        finished <= 1'b1;
+                        state <= DONE;
+                    end else if (done) begin
                         $fwrite(log, "D %0d\n", cycles + 1);
                         images <= images + 1;
                         state <= READ;

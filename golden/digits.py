@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from golden.model import MetaSpikeFormer
+from golden.model import ARCHITECTURE_OPTIONS, MetaSpikeFormer
 
 __all__ = [
     "PIXEL_LEVELS",
@@ -145,8 +145,9 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator | None = 
 def build_model_from_args(args: argparse.Namespace | Mapping) -> MetaSpikeFormer:
     """A :class:`MetaSpikeFormer` from a checkpoint's ``args`` (Namespace or dict).
 
-    Every name of :data:`MODEL_ARG_NAMES` must be present; other entries (training arguments) are
-    ignored.
+    Every name of :data:`MODEL_ARG_NAMES` must be present; the architecture options
+    (:data:`golden.model.ARCHITECTURE_OPTIONS`, Table 5) are taken where present (else the
+    reference's); other entries (training arguments) are ignored.
 
     Raises:
         ValueError: a builder argument is missing.
@@ -156,6 +157,7 @@ def build_model_from_args(args: argparse.Namespace | Mapping) -> MetaSpikeFormer
     if missing:
         raise ValueError(f"args lack model-builder argument(s) {missing}; need all of {list(MODEL_ARG_NAMES)}")
     kwargs = {k: values[k] for k in MODEL_ARG_NAMES}
+    kwargs.update({k: values[k] for k in ARCHITECTURE_OPTIONS if values.get(k) is not None})
     kwargs["embed_dim"] = tuple(kwargs["embed_dim"])
     kwargs["depths"] = tuple(kwargs["depths"])
     return MetaSpikeFormer(**kwargs)

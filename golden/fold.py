@@ -78,6 +78,20 @@ and of one conv block (``p = "ConvBlock1_1.0"``)::
 
 Downsamplers are ``<name>.encode_lif`` (not for the first) and ``<name>.encode_conv`` (+encode_bn);
 the head is ``token_mean``, ``lif``, ``head`` (and ``head_kd``), ``logits``.
+
+The architecture options (:mod:`golden.model`, Table 5) fold into the same kinds:
+
+- no SepConv, the channel MLP, linear projections, no pyramid, fully conv / transformer: fewer
+  or other convs (a linear projection is a 1x1 conv with its BN, ``<p>.q_conv``), same names.
+- vanilla shortcut: each branch's last conv takes as its residual ``<branch>.shortcut``, a 1x1
+  conv of the branch's input spikes with the identity matrix as weights (``branch`` in
+  ``ConvBlock1_1.0.Conv``, ``ConvBlock1_1.0``, ``block3.0.attn``, ``block3.0.mlp``): the spikes'
+  value in the membrane's units.
+- SEW shortcut: the stream is the sum of the spike tensors since the stage began (the
+  downsampler's ``encode_lif``, then each branch's neuron, now at its end); a conv reading it is
+  a chain ``<conv>.plane0 .. <conv>.plane<m-1>, <conv>`` of convs with the same weights, one per
+  spike tensor, each adding the previous one as its residual (only the first has the bias); the
+  head reads ``stream_sum``, the same chain of identity 1x1 convs (docs/arithmetic.md, "Shortcuts").
 """
 
 from __future__ import annotations
@@ -517,75 +531,140 @@ class FoldedModel(nn.Module):
         return env[self.output]
 
 
-class _ProgramBuilder:
-    """Walks a MetaSpikeFormer in execution order and emits folded steps."""
+Stream = "str | tuple[str, ...]"   # a membrane tensor's name, or (SEW) the spike planes summing to the stream
 
-    def __init__(self) -> None:
+
+class _ProgramBuilder:
+    """Walks a MetaSpikeFormer in execution order and emits folded steps.
+
+    The stream between residual branches is a tensor name (a membrane), or with the SEW shortcut
+    the tuple of spike tensors whose sum it is (see :meth:`conv` and :meth:`branch`)."""
+
+    def __init__(self, shortcut: str = "membrane") -> None:
         self.steps: list[Step] = []
+        self.shortcut = shortcut
 
     def lif(self, name: str, node, src: str) -> str:
         self.steps.append(LIFStep(name, src, v_threshold=node.threshold_value(), tau=node.tau, sources=(name,)))
         return name
 
-    def conv(self, name: str, src: str, wb: tuple[Tensor, Tensor], conv: nn.Conv2d | None = None, *,
+    def conv(self, name: str, src: Stream, wb: tuple[Tensor, Tensor], conv: nn.Conv2d | None = None, *,
              sources: Sequence[str], residual: str | None = None, stride: int = 1, padding: int = 0) -> str:
+        """A conv of ``src`` named ``name``. On SEW planes ``(s_0, .., s_m)`` it is the chain
+        ``name.plane0 = conv(s_0) + b``, ``name.plane<j> = conv(s_j) + name.plane<j-1>``, ..., the
+        last one called ``name``: the conv of the integer stream, summed plane by plane with the
+        same weights (a conv is linear; its zero padding and bias are added once)."""
         if conv is not None:  # geometry taken from the module itself
             stride, padding = conv.stride[0], conv.padding[0]
+        if isinstance(src, tuple):
+            if residual is not None:
+                raise ValueError(f"{name}: a conv of SEW planes has no membrane residual")
+            weight, bias = wb
+            for j, plane in enumerate(src):
+                last = j == len(src) - 1
+                self.steps.append(ConvStep(name if last else f"{name}.plane{j}", plane, weight,
+                                           bias if j == 0 else torch.zeros_like(bias), stride=stride,
+                                           padding=padding, residual=residual, sources=sources))
+                residual = name if last else f"{name}.plane{j}"
+            return name
         self.steps.append(ConvStep(name, src, *wb, stride=stride, padding=padding, residual=residual,
                                    sources=sources))
         return name
 
-    def downsample(self, p: str, m: MSDownSampling, x: str) -> str:
+    def identity(self, name: str, src: Stream, channels: int) -> str:
+        """The integer value of spikes (or the sum of SEW planes) as a stream: a 1x1 conv with
+        the identity matrix as its weights and no bias (the quantizer turns the 1.0 into the
+        stream's threshold ``th[c]``). The core runs it as any conv (docs/arithmetic.md)."""
+        eye = torch.eye(channels).view(channels, channels, 1, 1)
+        return self.conv(name, src, (eye, torch.zeros(channels)), sources=())
+
+    def branch(self, prefix: str, lif_name: str, node, x: Stream, body, channels: int) -> Stream:
+        """One residual branch on the stream ``x`` under the model's shortcut
+        (:func:`golden.model.residual_branch`). ``body(src, residual)`` emits the branch's steps
+        from its input ``src`` and returns its last conv, to which it adds ``residual()`` (called
+        just before that conv, so a shortcut's tensor is made where it is used)."""
+        if self.shortcut == "membrane":           # x + body(lif(x))
+            return body(self.lif(lif_name, node, x), lambda: x)
+        if self.shortcut == "vanilla":            # lif(x) + body(lif(x)): the spikes join the membrane
+            s = self.lif(lif_name, node, x)
+            return body(s, lambda: self.identity(f"{prefix}.shortcut", s, channels))
+        u = body(x, lambda: None)                 # sew: x + lif(body(x)), one spike plane more
+        return (*x, self.lif(lif_name, node, u))
+
+    def downsample(self, p: str, m: MSDownSampling, x: Stream) -> Stream:
+        wb = fold_bn(m.encode_conv.weight, m.encode_conv.bias, m.encode_bn)
+        sources = (f"{p}.encode_conv", f"{p}.encode_bn")
+        if m.spike_output:                        # sew: conv of the integers, then the neuron
+            y = self.conv(f"{p}.encode_conv", x, wb, m.encode_conv, sources=sources)
+            return (self.lif(f"{p}.encode_lif", m.encode_lif, y),)
         if not m.first_layer:
             x = self.lif(f"{p}.encode_lif", m.encode_lif, x)
-        wb = fold_bn(m.encode_conv.weight, m.encode_conv.bias, m.encode_bn)
-        return self.conv(f"{p}.encode_conv", x, wb, m.encode_conv,
-                         sources=(f"{p}.encode_conv", f"{p}.encode_bn"))
+        return self.conv(f"{p}.encode_conv", x, wb, m.encode_conv, sources=sources)
 
-    def conv_block(self, p: str, m: MSConvBlock, x: str) -> str:
-        sep = m.Conv
-        s = self.lif(f"{p}.Conv.lif1", sep.lif1, x)
-        y = self.conv(f"{p}.Conv.pwconv1", s, fold_bn(sep.pwconv1.weight, sep.pwconv1.bias, sep.bn1),
-                      sep.pwconv1, sources=(f"{p}.Conv.pwconv1", f"{p}.Conv.bn1"))
-        s = self.lif(f"{p}.Conv.lif2", sep.lif2, y)
-        wb = fuse_dw_pw(sep.dwconv.weight, sep.pwconv2.weight, sep.bn2,
-                        dw_bias=sep.dwconv.bias, pw_bias=sep.pwconv2.bias)
-        x_feat = self.conv(f"{p}.Conv.dwconv_pwconv2", s, wb, sep.dwconv, residual=x,
-                           sources=(f"{p}.Conv.dwconv", f"{p}.Conv.pwconv2", f"{p}.Conv.bn2"))
-        s = self.lif(f"{p}.lif1", m.lif1, x_feat)
-        y = self.conv(f"{p}.conv1", s, fold_bn(m.conv1.weight, m.conv1.bias, m.bn1), m.conv1,
-                      sources=(f"{p}.conv1", f"{p}.bn1"))
-        s = self.lif(f"{p}.lif2", m.lif2, y)
-        return self.conv(f"{p}.conv2", s, fold_bn(m.conv2.weight, m.conv2.bias, m.bn2), m.conv2,
-                         residual=x_feat, sources=(f"{p}.conv2", f"{p}.bn2"))
+    def conv_block(self, p: str, m: MSConvBlock, x: Stream) -> Stream:
+        c = m.conv2.out_channels
+        if m.sepconv:
+            sep = m.Conv
 
-    def repconv(self, name: str, seq: nn.Sequential, src: str, residual: str | None = None) -> str:
-        return self.conv(name, src, fold_repconv(seq[0], seq[1]), residual=residual, stride=1, padding=1,
-                         sources=(f"{name}.0", f"{name}.1"))
+            def sepconv(src, residual):
+                y = self.conv(f"{p}.Conv.pwconv1", src, fold_bn(sep.pwconv1.weight, sep.pwconv1.bias, sep.bn1),
+                              sep.pwconv1, sources=(f"{p}.Conv.pwconv1", f"{p}.Conv.bn1"))
+                s = self.lif(f"{p}.Conv.lif2", sep.lif2, y)
+                wb = fuse_dw_pw(sep.dwconv.weight, sep.pwconv2.weight, sep.bn2,
+                                dw_bias=sep.dwconv.bias, pw_bias=sep.pwconv2.bias)
+                return self.conv(f"{p}.Conv.dwconv_pwconv2", s, wb, sep.dwconv, residual=residual(),
+                                 sources=(f"{p}.Conv.dwconv", f"{p}.Conv.pwconv2", f"{p}.Conv.bn2"))
 
-    def attention(self, p: str, m: MSAttention, x: str) -> str:
-        s = self.lif(f"{p}.head_lif", m.head_lif, x)
-        q = self.lif(f"{p}.q_lif", m.q_lif, self.repconv(f"{p}.q_conv", m.q_conv, s))
-        k = self.lif(f"{p}.k_lif", m.k_lif, self.repconv(f"{p}.k_conv", m.k_conv, s)) if m.has_k else None
-        v = self.lif(f"{p}.v_lif", m.v_lif, self.repconv(f"{p}.v_conv", m.v_conv, s))
-        self.steps.append(AttentionStep(f"{p}.sdsa", q, k, v, variant=m.sdsa_variant,
-                                        num_heads=m.num_heads, scale=m.scale, sources=(p,)))
-        a = self.lif(f"{p}.attn_lif", m.attn_lif, f"{p}.sdsa")
-        if m.sdsa_variant in (1, 2):
-            self.steps.append(MaskStep(f"{p}.mask", a, v, sources=(p,)))
-            a = f"{p}.mask"
-        return self.repconv(f"{p}.proj_conv", m.proj_conv, a, residual=x)
+            x = self.branch(f"{p}.Conv", f"{p}.Conv.lif1", sep.lif1, x, sepconv, c)
 
-    def ms_block(self, p: str, m: MSBlock, x: str) -> str:
+        def channel(src, residual):
+            y = self.conv(f"{p}.conv1", src, fold_bn(m.conv1.weight, m.conv1.bias, m.bn1), m.conv1,
+                          sources=(f"{p}.conv1", f"{p}.bn1"))
+            s = self.lif(f"{p}.lif2", m.lif2, y)
+            return self.conv(f"{p}.conv2", s, fold_bn(m.conv2.weight, m.conv2.bias, m.bn2), m.conv2,
+                             residual=residual(), sources=(f"{p}.conv2", f"{p}.bn2"))
+
+        return self.branch(p, f"{p}.lif1", m.lif1, x, channel, c)
+
+    def projection(self, name: str, seq: nn.Sequential, src: Stream, residual: str | None = None) -> str:
+        """Q, K, V or the output projection: a RepConv folded into one 3x3 conv, or a linear
+        layer (1x1 conv) with its BN."""
+        sources = (f"{name}.0", f"{name}.1")
+        if isinstance(seq[0], RepConv):
+            return self.conv(name, src, fold_repconv(seq[0], seq[1]), residual=residual, stride=1, padding=1,
+                             sources=sources)
+        return self.conv(name, src, fold_bn(seq[0].weight, seq[0].bias, seq[1]), seq[0], residual=residual,
+                         sources=sources)
+
+    def attention(self, p: str, m: MSAttention, x: Stream) -> Stream:
+        def body(src, residual):
+            q = self.lif(f"{p}.q_lif", m.q_lif, self.projection(f"{p}.q_conv", m.q_conv, src))
+            k = self.lif(f"{p}.k_lif", m.k_lif, self.projection(f"{p}.k_conv", m.k_conv, src)) if m.has_k else None
+            v = self.lif(f"{p}.v_lif", m.v_lif, self.projection(f"{p}.v_conv", m.v_conv, src))
+            self.steps.append(AttentionStep(f"{p}.sdsa", q, k, v, variant=m.sdsa_variant,
+                                            num_heads=m.num_heads, scale=m.scale, sources=(p,)))
+            a = self.lif(f"{p}.attn_lif", m.attn_lif, f"{p}.sdsa")
+            if m.sdsa_variant in (1, 2):
+                self.steps.append(MaskStep(f"{p}.mask", a, v, sources=(p,)))
+                a = f"{p}.mask"
+            return self.projection(f"{p}.proj_conv", m.proj_conv, a, residual=residual())
+
+        return self.branch(p, f"{p}.head_lif", m.head_lif, x, body, m.dim)
+
+    def ms_block(self, p: str, m: MSBlock, x: Stream) -> Stream:
         x = self.attention(f"{p}.attn", m.attn, x)
         mlp = m.mlp
-        s = self.lif(f"{p}.mlp.fc1_lif", mlp.fc1_lif, x)
-        w, b = fold_bn(mlp.fc1_conv.weight, mlp.fc1_conv.bias, mlp.fc1_bn)  # Conv1d 1x1 == Conv2d 1x1
-        y = self.conv(f"{p}.mlp.fc1_conv", s, (w[..., None], b), sources=(f"{p}.mlp.fc1_conv", f"{p}.mlp.fc1_bn"))
-        s = self.lif(f"{p}.mlp.fc2_lif", mlp.fc2_lif, y)
-        w, b = fold_bn(mlp.fc2_conv.weight, mlp.fc2_conv.bias, mlp.fc2_bn)
-        return self.conv(f"{p}.mlp.fc2_conv", s, (w[..., None], b), residual=x,
-                         sources=(f"{p}.mlp.fc2_conv", f"{p}.mlp.fc2_bn"))
+
+        def body(src, residual):
+            w, b = fold_bn(mlp.fc1_conv.weight, mlp.fc1_conv.bias, mlp.fc1_bn)  # Conv1d 1x1 == Conv2d 1x1
+            y = self.conv(f"{p}.mlp.fc1_conv", src, (w[..., None], b),
+                          sources=(f"{p}.mlp.fc1_conv", f"{p}.mlp.fc1_bn"))
+            s = self.lif(f"{p}.mlp.fc2_lif", mlp.fc2_lif, y)
+            w, b = fold_bn(mlp.fc2_conv.weight, mlp.fc2_conv.bias, mlp.fc2_bn)
+            return self.conv(f"{p}.mlp.fc2_conv", s, (w[..., None], b), residual=residual(),
+                             sources=(f"{p}.mlp.fc2_conv", f"{p}.mlp.fc2_bn"))
+
+        return self.branch(f"{p}.mlp", f"{p}.mlp.fc1_lif", mlp.fc1_lif, x, body, mlp.c_output)
 
 
 def fold_model(model: MetaSpikeFormer) -> FoldedModel:
@@ -598,8 +677,8 @@ def fold_model(model: MetaSpikeFormer) -> FoldedModel:
         raise TypeError(f"model must be a MetaSpikeFormer, not {type(model).__name__}")
     if not isinstance(model.head, nn.Linear):
         raise ValueError("model must have a classifier head (num_classes > 0) to be folded")
-    pb = _ProgramBuilder()
-    x = INPUT
+    pb = _ProgramBuilder(model.shortcut)
+    x: Stream = INPUT
     for name, stage in model.stages():
         if isinstance(stage, MSDownSampling):
             x = pb.downsample(name, stage, x)
@@ -611,6 +690,8 @@ def fold_model(model: MetaSpikeFormer) -> FoldedModel:
                 x = pb.ms_block(f"{name}.{i}", blk, x)
             else:
                 raise TypeError(f"{name}.{i}: cannot fold a {type(blk).__name__}")
+    if isinstance(x, tuple):   # SEW: the head reads the integers themselves, summed into one tensor
+        x = pb.identity("stream_sum", x, model.head.in_features)
     pb.steps.append(TokenMeanStep("token_mean", x))
     s = pb.lif("lif", model.lif, "token_mean")
     head_src = s if model.head_input == "spike" else "token_mean"

@@ -41,6 +41,33 @@ Spike-driven self-attention (``sdsa_variant``; ``q, k, v`` are binary ``[T, B, C
   unscaled integer sum, as ``talking_heads_lif`` does in Spike-driven Transformer V1: at t=0 a
   channel passes when its count is >= 1; over time the neuron integrates the counts.
   The result ``V * mask`` is binary and goes to ``proj_conv`` directly. ``num_heads`` plays no role.
+
+The meta architecture as configuration (paper Sec. 4.5, Table 5; :data:`ABLATIONS` names one
+variant per row, docs/table5.md). Every option's default is the reference model, whose keys and
+parameters do not change:
+
+- ``sepconv=False``: conv blocks without the SepConv token mixer (``x += channel_conv(x)`` only).
+- ``channel_mixer="mlp"``: the conv block's channel conv ``3x3 C -> rC -> C`` becomes the channel
+  MLP of MetaFormer's ConvFormer, ``1x1 C -> rC -> C`` (same keys, kernel 1).
+- ``qkv_proj="linear"`` / ``attn_proj="linear"``: Q, K, V (RepConv-1/2/3) / the output projection
+  (RepConv-4) as a linear layer, a 1x1 conv without bias and its BN (Spike-driven Transformer V1),
+  ``q_conv.0.weight`` ``[C, C, 1, 1]`` and ``q_conv.1.*`` instead of the RepConv body.
+- ``shortcut``: how every residual branch joins its stream (Sec. 3.1, Fig. 4). Each branch is a
+  neuron ``lif`` and a body (convs and the neurons inside, ending in a BN):
+
+  ``"membrane"`` (MS, default)  ``x = x + body(lif(x))``: membranes add, the stream is a membrane.
+  ``"vanilla"`` (VS)            ``s = lif(x); x = s + body(s)``: the branch's input *spikes* add to
+  its output membrane, as ``ReLU(F(x) + x)`` in Res-CNN (the next neuron reads the sum).
+  ``"sew"`` (SEW)               ``x = x + lif(body(x))``: spikes add to spikes; the stream holds
+  integers (0 .. the number of branches since the stage began) and every body starts from them
+  with a conv ("integer-driven"). The branch's neuron (same module, same name) sits at its end;
+  every downsampler ends with its ``encode_lif`` (the first one gets one too), so a stage starts
+  from spikes, and the head's token mean reads the integers.
+- ``pyramid=False``: stage 4 = stage 3: no ``downsample4``, ``block4`` at ``e2`` channels
+  (``embed_dim[3]`` is not used; ``model.embed_dim`` reports ``e2`` there), head ``Linear(e2, K)``.
+- ``blocks``: ``"hybrid"`` (default: conv blocks in stages 1-2, transformer blocks in 3-4),
+  ``"conv"`` or ``"transformer"`` (every block list holds that block, at its own width and depth;
+  the lists keep their reference names).
 """
 
 from __future__ import annotations
@@ -65,6 +92,13 @@ __all__ = [
     "MSDownSampling",
     "MetaSpikeFormer",
     "SDSA_VARIANTS",
+    "SHORTCUTS",
+    "BLOCK_LAYOUTS",
+    "PROJECTIONS",
+    "CHANNEL_MIXERS",
+    "ARCHITECTURE_OPTIONS",
+    "ABLATIONS",
+    "residual_branch",
     "MODEL_REGISTRY",
     "REFERENCE_MODEL_NAMES",
     "register_model",
@@ -81,11 +115,60 @@ SDSA_VARIANTS = (1, 2, 3, 4)
 ATTN_THRESHOLD = 0.5
 #: SDSA-3 scale (a constant in the reference, not ``1 / sqrt(head_dim)``).
 ATTN_SCALE = 0.125
+#: how a residual branch joins its stream (see the module docstring and :func:`residual_branch`)
+SHORTCUTS = ("membrane", "vanilla", "sew")
+#: which block every block list holds: the reference mix, or one kind throughout
+BLOCK_LAYOUTS = ("hybrid", "conv", "transformer")
+#: Q, K, V and the output projection of the attention: RepConv (reference) or a linear layer
+PROJECTIONS = ("repconv", "linear")
+#: the conv block's channel mixer: 3x3 convs (reference) or 1x1 (a channel MLP)
+CHANNEL_MIXERS = ("conv", "mlp")
+
+#: the architecture options beyond the reference's arguments, with their defaults (the reference
+#: model); checkpoints written by this project store them in ``args``
+ARCHITECTURE_OPTIONS = dict(sepconv=True, channel_mixer="conv", qkv_proj="repconv", attn_proj="repconv",
+                            shortcut="membrane", pyramid=True, blocks="hybrid")
+
+#: the paper's Table 5 ablations (Sec. 4.5) as constructor arguments, one name per row
+ABLATIONS: dict[str, dict] = {
+    "baseline": {},
+    "no_sepconv": {"sepconv": False},
+    "channel_mlp": {"channel_mixer": "mlp"},
+    "qkv_linear": {"qkv_proj": "linear"},
+    "proj_linear": {"attn_proj": "linear"},
+    "sdsa1": {"sdsa_variant": 1},
+    "sdsa2": {"sdsa_variant": 2},
+    "sdsa4": {"sdsa_variant": 4},
+    "vanilla_shortcut": {"shortcut": "vanilla"},
+    "sew_shortcut": {"shortcut": "sew"},
+    "no_pyramid": {"pyramid": False},
+    "fully_conv": {"blocks": "conv"},
+    "fully_transformer": {"blocks": "transformer"},
+}
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, not {value!r}")
 
 
 def _flat(x: Tensor) -> Tensor:
     """``[T, B, ...] -> [T*B, ...]`` for the per-timestep (stateless) layers."""
     return x.flatten(0, 1)
+
+
+def residual_branch(shortcut: str, lif: nn.Module, body: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """One residual branch (a neuron ``lif`` and a ``body`` ending in a BN) on the stream ``x``:
+    ``"membrane"`` ``x + body(lif(x))``; ``"vanilla"`` ``lif(x) + body(lif(x))``; ``"sew"``
+    ``x + lif(body(x))`` (see the module docstring)."""
+    if shortcut == "membrane":
+        return x + body(lif(x))
+    if shortcut == "vanilla":
+        s = lif(x)
+        return s + body(s)
+    if shortcut == "sew":
+        return x + lif(body(x))
+    raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,13 +282,16 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Conv2d(med_channels, dim, kernel_size=1, stride=1, bias=False)
         self.bn2 = nn.BatchNorm2d(dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        t, b, _, h, w = x.shape
-        x = self.lif1(x)
-        x = self.bn1(self.pwconv1(_flat(x))).reshape(t, b, -1, h, w)
+    def body(self, s: Tensor) -> Tensor:
+        """Everything after ``lif1``: ``pwconv1 -> bn1 -> lif2 -> dwconv -> pwconv2 -> bn2``."""
+        t, b, _, h, w = s.shape
+        x = self.bn1(self.pwconv1(_flat(s))).reshape(t, b, -1, h, w)
         x = self.lif2(x)
         x = self.dwconv(_flat(x))
         return self.bn2(self.pwconv2(x)).reshape(t, b, -1, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(self.lif1(x))
 
 
 class MSConvBlock(nn.Module):
@@ -214,27 +300,40 @@ class MSConvBlock(nn.Module):
         x = Conv(x) + x                                    # SepConv branch
         x = x + bn2(conv2(lif2(bn1(conv1(lif1(x))))))      # 3x3 C -> rC -> C, no conv bias
 
+    ``sepconv=False`` drops the SepConv branch; ``channel_mixer="mlp"`` makes ``conv1``/``conv2``
+    1x1 (a channel MLP); ``shortcut`` joins both branches as :func:`residual_branch` says.
+
     Shapes: ``[T, B, C, H, W] -> [T, B, C, H, W]``.
     """
 
-    def __init__(self, dim: int, mlp_ratio: float = 4):
+    def __init__(self, dim: int, mlp_ratio: float = 4, *, sepconv: bool = True, channel_mixer: str = "conv",
+                 shortcut: str = "membrane"):
         super().__init__()
+        _choice("channel_mixer", channel_mixer, CHANNEL_MIXERS)
+        _choice("shortcut", shortcut, SHORTCUTS)
         hidden = int(dim * mlp_ratio)
-        self.Conv = SepConv(dim=dim)
+        self.sepconv = bool(sepconv)
+        self.shortcut = shortcut
+        if self.sepconv:
+            self.Conv = SepConv(dim=dim)
+        k = 3 if channel_mixer == "conv" else 1
         self.lif1 = MultiStepLIFNode()
-        self.conv1 = nn.Conv2d(dim, hidden, kernel_size=3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(dim, hidden, kernel_size=k, padding=k // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(hidden)
         self.lif2 = MultiStepLIFNode()
-        self.conv2 = nn.Conv2d(hidden, dim, kernel_size=3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(hidden, dim, kernel_size=k, padding=k // 2, bias=False)
         self.bn2 = nn.BatchNorm2d(dim)
 
+    def channel_body(self, s: Tensor) -> Tensor:
+        """The channel mixer after ``lif1``: ``conv1 -> bn1 -> lif2 -> conv2 -> bn2``."""
+        t, b, c, h, w = s.shape
+        x = self.bn1(self.conv1(_flat(s))).reshape(t, b, -1, h, w)
+        return self.bn2(self.conv2(_flat(self.lif2(x)))).reshape(t, b, c, h, w)
+
     def forward(self, x: Tensor) -> Tensor:
-        t, b, c, h, w = x.shape
-        x = self.Conv(x) + x
-        x_feat = x
-        x = self.bn1(self.conv1(_flat(self.lif1(x)))).reshape(t, b, -1, h, w)
-        x = self.bn2(self.conv2(_flat(self.lif2(x)))).reshape(t, b, c, h, w)
-        return x_feat + x
+        if self.sepconv:
+            x = residual_branch(self.shortcut, self.Conv.lif1, self.Conv.body, x)
+        return residual_branch(self.shortcut, self.lif1, self.channel_body, x)
 
 
 class MSMLP(nn.Module):
@@ -259,14 +358,24 @@ class MSMLP(nn.Module):
         self.c_hidden = hidden_features
         self.c_output = out_features
 
-    def forward(self, x: Tensor) -> Tensor:
-        t, b, _, h, w = x.shape
+    def body(self, s: Tensor) -> Tensor:
+        """Everything after ``fc1_lif``."""
+        t, b, _, h, w = s.shape
         n = h * w
-        x = self.fc1_lif(x.flatten(3))
-        x = self.fc1_bn(self.fc1_conv(_flat(x))).reshape(t, b, self.c_hidden, n)
+        x = self.fc1_bn(self.fc1_conv(_flat(s.flatten(3)))).reshape(t, b, self.c_hidden, n)
         x = self.fc2_lif(x)
-        x = self.fc2_bn(self.fc2_conv(_flat(x))).reshape(t, b, self.c_output, h, w)
-        return x
+        return self.fc2_bn(self.fc2_conv(_flat(x))).reshape(t, b, self.c_output, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(self.fc1_lif(x))
+
+
+def _projection(dim: int, kind: str) -> nn.Sequential:
+    """Q, K, V or the output projection, with its BN: ``RepConv`` (reference keys ``.0.body.*``,
+    ``.1.*``) or a linear layer, a 1x1 conv without bias (keys ``.0.weight``, ``.1.*``)."""
+    if kind == "repconv":
+        return nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
+    return nn.Sequential(nn.Conv2d(dim, dim, 1, bias=False), nn.BatchNorm2d(dim))
 
 
 class MSAttention(nn.Module):
@@ -278,8 +387,11 @@ class MSAttention(nn.Module):
     Shapes: ``[T, B, C, H, W] -> [T, B, C, H, W]`` (a membrane; the caller adds the shortcut).
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, sdsa_variant: int = 3):
+    def __init__(self, dim: int, num_heads: int = 8, sdsa_variant: int = 3, *, qkv_proj: str = "repconv",
+                 attn_proj: str = "repconv"):
         super().__init__()
+        _choice("qkv_proj", qkv_proj, PROJECTIONS)
+        _choice("attn_proj", attn_proj, PROJECTIONS)
         if sdsa_variant not in SDSA_VARIANTS:
             raise ValueError(f"sdsa_variant must be one of {SDSA_VARIANTS}, not {sdsa_variant!r}")
         if dim % num_heads != 0:
@@ -289,11 +401,13 @@ class MSAttention(nn.Module):
         self.sdsa_variant = sdsa_variant
         self.scale = ATTN_SCALE
 
+        self.qkv_proj, self.attn_proj = qkv_proj, attn_proj
+
         self.head_lif = MultiStepLIFNode()
-        self.q_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
+        self.q_conv = _projection(dim, qkv_proj)
         if sdsa_variant != 2:  # SDSA-2 builds its mask from Q alone: no K at all
-            self.k_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
-        self.v_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
+            self.k_conv = _projection(dim, qkv_proj)
+        self.v_conv = _projection(dim, qkv_proj)
         self.q_lif = MultiStepLIFNode()
         if sdsa_variant != 2:
             self.k_lif = MultiStepLIFNode()
@@ -302,7 +416,7 @@ class MSAttention(nn.Module):
             self.attn_lif = LearnableThresholdLIFNode(v_threshold=ATTN_THRESHOLD)
         else:
             self.attn_lif = MultiStepLIFNode(v_threshold=ATTN_THRESHOLD)
-        self.proj_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
+        self.proj_conv = _projection(dim, attn_proj)
 
     @property
     def has_k(self) -> bool:
@@ -314,9 +428,13 @@ class MSAttention(nn.Module):
         return s.transpose(-1, -2).reshape(t, b, n, self.num_heads, c // self.num_heads).permute(0, 1, 3, 2, 4)
 
     def forward(self, x: Tensor) -> Tensor:
-        t, b, c, h, w = x.shape
+        return self.body(self.head_lif(x))
+
+    def body(self, s: Tensor) -> Tensor:
+        """Everything after ``head_lif``: Q, K, V, the SDSA operator, ``attn_lif``, ``proj_conv``."""
+        t, b, c, h, w = s.shape
         n = h * w
-        x = _flat(self.head_lif(x))
+        x = _flat(s)
         q = self.q_lif(self.q_conv(x).reshape(t, b, c, h, w)).flatten(3)  # [T, B, C, N] binary
         v = self.v_lif(self.v_conv(x).reshape(t, b, c, h, w)).flatten(3)
         k = self.k_lif(self.k_conv(x).reshape(t, b, c, h, w)).flatten(3) if self.has_k else None
@@ -335,44 +453,53 @@ class MSAttention(nn.Module):
 
 
 class MSBlock(nn.Module):
-    """Transformer-based SNN block (reference ``MS_Block``): ``x += attn(x); x += mlp(x)``.
+    """Transformer-based SNN block (reference ``MS_Block``): ``x += attn(x); x += mlp(x)`` (with
+    membrane shortcuts; ``shortcut`` joins both branches as :func:`residual_branch` says).
 
     Shapes: ``[T, B, C, H, W] -> [T, B, C, H, W]``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4, sdsa_variant: int = 3):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4, sdsa_variant: int = 3, *,
+                 qkv_proj: str = "repconv", attn_proj: str = "repconv", shortcut: str = "membrane"):
         super().__init__()
-        self.attn = MSAttention(dim, num_heads=num_heads, sdsa_variant=sdsa_variant)
+        _choice("shortcut", shortcut, SHORTCUTS)
+        self.shortcut = shortcut
+        self.attn = MSAttention(dim, num_heads=num_heads, sdsa_variant=sdsa_variant, qkv_proj=qkv_proj,
+                                attn_proj=attn_proj)
         self.mlp = MSMLP(in_features=dim, hidden_features=int(dim * mlp_ratio))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+        x = residual_branch(self.shortcut, self.attn.head_lif, self.attn.body, x)
+        return residual_branch(self.shortcut, self.mlp.fc1_lif, self.mlp.body, x)
 
 
 class MSDownSampling(nn.Module):
     """Downsampling: ``[encode_lif ->] encode_conv (with bias) -> encode_bn``.
 
-    The first layer (``first_layer=True``) sees real-valued pixels and has no LIF.
+    The first layer (``first_layer=True``) sees real-valued pixels and has no LIF. With the SEW
+    shortcut (``spike_output=True``) the neuron sits after the BN instead, the first layer's too:
+    ``encode_conv -> encode_bn -> encode_lif`` (the conv reads the stream's integers).
     Shapes: ``[T, B, C_in, H, W] -> [T, B, C_out, H', W']``.
     """
 
     def __init__(self, in_channels: int, embed_dims: int, kernel_size: int = 3, stride: int = 2,
-                 padding: int = 1, first_layer: bool = True):
+                 padding: int = 1, first_layer: bool = True, spike_output: bool = False):
         super().__init__()
         self.encode_conv = nn.Conv2d(in_channels, embed_dims, kernel_size=kernel_size,
                                      stride=stride, padding=padding)
         self.encode_bn = nn.BatchNorm2d(embed_dims)
         self.first_layer = first_layer
-        if not first_layer:
+        self.spike_output = spike_output
+        if spike_output or not first_layer:
             self.encode_lif = MultiStepLIFNode()
 
     def forward(self, x: Tensor) -> Tensor:
         t, b = x.shape[:2]
-        if not self.first_layer:
+        if not (self.first_layer or self.spike_output):
             x = self.encode_lif(x)
         x = self.encode_conv(_flat(x))
-        return self.encode_bn(x).reshape(t, b, *x.shape[1:])
+        x = self.encode_bn(x).reshape(t, b, *x.shape[1:])
+        return self.encode_lif(x) if self.spike_output else x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,6 +559,9 @@ class MetaSpikeFormer(nn.Module):
         sdsa_variant: 1, 2, 3 (default) or 4.
         kd: add the distillation head ``head_kd``.
         head_input: ``"spike"`` (head sees ``lif`` spikes) or ``"membrane"`` (see module docstring).
+        sepconv, channel_mixer, qkv_proj, attn_proj, shortcut, pyramid, blocks: the architecture
+            options of the paper's Table 5 (module docstring; defaults :data:`ARCHITECTURE_OPTIONS`,
+            the reference model; :data:`ABLATIONS` names each row).
 
     ``forward`` takes ``[B, C, H, W]`` (repeated ``T`` times) or ``[T, B, C, H, W]`` and returns
     logits ``[B, num_classes]`` (with ``kd`` in training mode: ``(logits, logits_kd)``).
@@ -451,6 +581,13 @@ class MetaSpikeFormer(nn.Module):
         sdsa_variant: int = 3,
         kd: bool = False,
         head_input: str = "spike",
+        sepconv: bool = True,
+        channel_mixer: str = "conv",
+        qkv_proj: str = "repconv",
+        attn_proj: str = "repconv",
+        shortcut: str = "membrane",
+        pyramid: bool = True,
+        blocks: str = "hybrid",
     ):
         super().__init__()
         embed_dim = tuple(int(e) for e in embed_dim)
@@ -458,10 +595,22 @@ class MetaSpikeFormer(nn.Module):
             raise ValueError(f"embed_dim must have 4 entries (e0, e1, e2, e3), not {embed_dim}")
         if embed_dim[0] % 2:
             raise ValueError(f"embed_dim[0] must be even (stage 1 starts at e0/2), not {embed_dim[0]}")
-        for e in embed_dim[2:]:
-            if e % num_heads:
-                raise ValueError(f"embed_dim[2] and embed_dim[3] must be divisible by num_heads "
-                                 f"({num_heads}), not {e}")
+        _choice("blocks", blocks, BLOCK_LAYOUTS)
+        _choice("shortcut", shortcut, SHORTCUTS)
+        _choice("channel_mixer", channel_mixer, CHANNEL_MIXERS)
+        _choice("qkv_proj", qkv_proj, PROJECTIONS)
+        _choice("attn_proj", attn_proj, PROJECTIONS)
+        if not pyramid:     # stage 4 = stage 3 (Table 5, "remove pyramid")
+            embed_dim = (*embed_dim[:3], embed_dim[2])
+        e0, e1, e2, e3 = embed_dim
+        widths = (e0 // 2, e0, e1, e1, e2, e3)               # of the block lists STAGE_LISTS
+        layout = {"hybrid": ("conv",) * 4 + ("transformer",) * 2, "conv": ("conv",) * 6,
+                  "transformer": ("transformer",) * 6}[blocks]
+        for lst, width, kind in zip(STAGE_LISTS, widths, layout):
+            if kind == "transformer" and width % num_heads:
+                which = ("embed_dim[2] and embed_dim[3]" if lst in ("block3", "block4")
+                         else f"the width of {lst} (transformer blocks)")
+                raise ValueError(f"{which} must be divisible by num_heads ({num_heads}), not {width}")
         if sdsa_variant not in SDSA_VARIANTS:
             raise ValueError(f"sdsa_variant must be one of {SDSA_VARIANTS}, not {sdsa_variant!r}")
         if head_input not in HEAD_INPUTS:
@@ -469,7 +618,6 @@ class MetaSpikeFormer(nn.Module):
         if int(T) < 1:
             raise ValueError(f"T must be >= 1, not {T!r}")
         d = _expand_depths(depths)
-        e0, e1, e2, e3 = embed_dim
 
         self.num_classes = num_classes
         self.embed_dim = embed_dim
@@ -478,30 +626,42 @@ class MetaSpikeFormer(nn.Module):
         self.sdsa_variant = sdsa_variant
         self.kd = kd
         self.head_input = head_input
+        self.shortcut = shortcut
+        self.pyramid = bool(pyramid)
+        self.blocks = blocks
         #: builder arguments, enough to rebuild this model (written into checkpoints' ``args``).
         self.config = dict(
             img_size_h=img_size_h, img_size_w=img_size_w, in_channels=in_channels,
             num_classes=num_classes, embed_dim=embed_dim, depths=d, num_heads=num_heads,
             mlp_ratio=mlp_ratio, T=self.T, sdsa_variant=sdsa_variant, kd=kd, head_input=head_input,
+            sepconv=bool(sepconv), channel_mixer=channel_mixer, qkv_proj=qkv_proj, attn_proj=attn_proj,
+            shortcut=shortcut, pyramid=self.pyramid, blocks=blocks,
         )
 
-        def conv_blocks(dim: int, n: int) -> nn.ModuleList:
-            return nn.ModuleList(MSConvBlock(dim, mlp_ratio=mlp_ratio) for _ in range(n))
+        def block_list(kind: str, dim: int, n: int) -> nn.ModuleList:
+            if kind == "conv":
+                return nn.ModuleList(MSConvBlock(dim, mlp_ratio=mlp_ratio, sepconv=sepconv, channel_mixer=channel_mixer,
+                                                 shortcut=shortcut) for _ in range(n))
+            return nn.ModuleList(MSBlock(dim, num_heads, mlp_ratio, sdsa_variant, qkv_proj=qkv_proj,
+                                         attn_proj=attn_proj, shortcut=shortcut) for _ in range(n))
 
-        def ms_blocks(dim: int, n: int) -> nn.ModuleList:
-            return nn.ModuleList(MSBlock(dim, num_heads, mlp_ratio, sdsa_variant) for _ in range(n))
+        def blocks_of(i: int) -> nn.ModuleList:      # list i of STAGE_LISTS
+            return block_list(layout[i], widths[i], d[i])
 
-        self.downsample1_1 = MSDownSampling(in_channels, e0 // 2, 7, 2, 3, first_layer=True)
-        self.ConvBlock1_1 = conv_blocks(e0 // 2, d[0])
-        self.downsample1_2 = MSDownSampling(e0 // 2, e0, 3, 2, 1, first_layer=False)
-        self.ConvBlock1_2 = conv_blocks(e0, d[1])
-        self.downsample2 = MSDownSampling(e0, e1, 3, 2, 1, first_layer=False)
-        self.ConvBlock2_1 = conv_blocks(e1, d[2])
-        self.ConvBlock2_2 = conv_blocks(e1, d[3])
-        self.downsample3 = MSDownSampling(e1, e2, 3, 2, 1, first_layer=False)
-        self.block3 = ms_blocks(e2, d[4])
-        self.downsample4 = MSDownSampling(e2, e3, 3, 1, 1, first_layer=False)
-        self.block4 = ms_blocks(e3, d[5])
+        # built in the reference's order: a seeded random init draws the same weights
+        sew = shortcut == "sew"
+        self.downsample1_1 = MSDownSampling(in_channels, e0 // 2, 7, 2, 3, first_layer=True, spike_output=sew)
+        self.ConvBlock1_1 = blocks_of(0)
+        self.downsample1_2 = MSDownSampling(e0 // 2, e0, 3, 2, 1, first_layer=False, spike_output=sew)
+        self.ConvBlock1_2 = blocks_of(1)
+        self.downsample2 = MSDownSampling(e0, e1, 3, 2, 1, first_layer=False, spike_output=sew)
+        self.ConvBlock2_1 = blocks_of(2)
+        self.ConvBlock2_2 = blocks_of(3)
+        self.downsample3 = MSDownSampling(e1, e2, 3, 2, 1, first_layer=False, spike_output=sew)
+        self.block3 = blocks_of(4)
+        if self.pyramid:
+            self.downsample4 = MSDownSampling(e2, e3, 3, 1, 1, first_layer=False, spike_output=sew)
+        self.block4 = blocks_of(5)
 
         self.lif = MultiStepLIFNode()
         self.head = nn.Linear(e3, num_classes) if num_classes > 0 else nn.Identity()
@@ -521,7 +681,7 @@ class MetaSpikeFormer(nn.Module):
         """Top-level modules in execution order (downsamplers and block lists), with names."""
         names = ("downsample1_1", "ConvBlock1_1", "downsample1_2", "ConvBlock1_2", "downsample2",
                  "ConvBlock2_1", "ConvBlock2_2", "downsample3", "block3", "downsample4", "block4")
-        return [(n, getattr(self, n)) for n in names]
+        return [(n, getattr(self, n)) for n in names if self.pyramid or n != "downsample4"]
 
     def encode_input(self, x: Tensor) -> Tensor:
         """Direct encoding: ``[B, C, H, W]`` -> ``[T, B, C, H, W]`` (a 5-D input passes through)."""
@@ -543,7 +703,7 @@ class MetaSpikeFormer(nn.Module):
 
     def forward_head(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Features ``[T, B, C, H, W]`` -> logits ``[B, K]`` (or ``(logits, logits_kd)`` when training with kd)."""
-        x = x.flatten(3).mean(3)  # mean membrane over tokens, [T, B, C]
+        x = x.flatten(3).mean(3)  # mean membrane (SEW: the integers) over tokens, [T, B, C]
         x_lif = self.lif(x)
         logits = self.head(x_lif if self.head_input == "spike" else x).mean(0)
         if not self.kd:

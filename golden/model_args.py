@@ -6,7 +6,9 @@ A model is built from, in increasing precedence:
    reference names such as ``metaspikformer_8_512`` accepted);
 2. what the weights' **shapes** say: input channels, the four embedding dimensions, the blocks per
    list, the MLP ratio, the classes, the distillation head (``head_kd.*`` keys), SDSA-2 (no
-   ``k_conv``) and SDSA-4 (learnable ``attn_lif.v_threshold``);
+   ``k_conv``) and SDSA-4 (learnable ``attn_lif.v_threshold``), and the Table 5 architecture
+   options that change weights: no SepConv, the channel MLP (1x1 ``conv1``), linear Q/K/V or
+   output projections, no ``downsample4`` (no pyramid), which block each list holds;
 3. the reference training scripts' ``args`` Namespace: ``time_steps`` -> ``T``, ``nb_classes`` ->
    ``num_classes``, ``input_size`` -> the image size (and the project's own checkpoints, whose
    ``args`` hold every constructor argument);
@@ -15,8 +17,8 @@ A model is built from, in increasing precedence:
 :func:`resolve` returns a :class:`ModelSpec` that names, per argument, the source that set it
 (:meth:`ModelSpec.describe` is the one line ``hwgen`` prints). Unknown keys and wrong types are
 :class:`ModelArgError` naming the key, the value and what is expected. Nothing here can tell
-SDSA-1 from SDSA-3 or find ``num_heads`` (no weight depends on them): they come from ``args`` or
-``--model-arg`` (defaults: 3 and 8, the reference's).
+SDSA-1 from SDSA-3, find ``num_heads`` or the shortcut (no weight depends on them): they come
+from ``args`` or ``--model-arg`` (defaults: 3, 8 and ``membrane``, the reference's).
 """
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ MODEL_ARGUMENTS: dict[str, Any] = {
     "img_size_h": int, "img_size_w": int, "in_channels": int, "num_classes": int,
     "embed_dim": "ints4", "depths": "ints", "num_heads": int, "mlp_ratio": float, "T": int,
     "sdsa_variant": int, "kd": bool, "head_input": str,
+    # the paper's Table 5 options (golden.model.ARCHITECTURE_OPTIONS)
+    "sepconv": bool, "channel_mixer": str, "qkv_proj": str, "attn_proj": str, "shortcut": str,
+    "pyramid": bool, "blocks": str,
 }
 #: shorthands accepted by --model-arg
 ALIASES = {"img_size": ("img_size_h", "img_size_w"), "time_steps": ("T",), "nb_classes": ("num_classes",),
@@ -124,18 +129,44 @@ def infer_from_state(state: Mapping[str, Tensor]) -> dict[str, Any]:
 
     enc = shape("downsample1_1.encode_conv.weight")
     outs = [shape(f"{d}.encode_conv.weight") for d in ("downsample1_2", "downsample2", "downsample3", "downsample4")]
+    lists = ("ConvBlock1_1", "ConvBlock1_2", "ConvBlock2_1", "ConvBlock2_2", "block3", "block4")
     if enc is not None:
         found["in_channels"] = enc[1]
+    if all(o is not None for o in outs[:3]) and outs[3] is None and any(k.startswith("block4.") for k in state):
+        found["pyramid"] = False                      # stage 4 = stage 3: no downsample4
+        outs[3] = outs[2]
     if all(o is not None for o in outs):
         found["embed_dim"] = tuple(o[0] for o in outs)
-    lists = ("ConvBlock1_1", "ConvBlock1_2", "ConvBlock2_1", "ConvBlock2_2", "block3", "block4")
     if any(k.startswith(lists) for k in state):
         found["depths"] = tuple(_count(state, name) for name in lists)
+    # which block each list holds: transformer blocks have ".attn." keys, conv blocks ".conv1."
+    attention_lists = {n for n in lists if any(k.startswith(f"{n}.") and ".attn." in k for k in state)}
+    conv_lists = {n for n in lists if any(k.startswith(f"{n}.") and ".conv1." in k for k in state)}
+    if attention_lists == set(lists):
+        found["blocks"] = "transformer"
+    elif conv_lists == set(lists):
+        found["blocks"] = "conv"
+    # like SDSA-2/4 above, an option is reported only where the weights differ from the reference's
+    conv1 = next((v for k, v in state.items() if k.endswith(".conv1.weight") and isinstance(v, Tensor)), None)
+    if conv1 is not None:
+        if conv1.shape[-1] == 1:
+            found["channel_mixer"] = "mlp"
+        if not any(".Conv.pwconv1." in k for k in state):
+            found["sepconv"] = False
+    for role, arg in (("q_conv", "qkv_proj"), ("proj_conv", "attn_proj")):
+        if any(k.endswith(f".attn.{role}.0.weight") for k in state):
+            found[arg] = "linear"
     for key in ("block3.0.mlp.fc1_conv.weight", "ConvBlock2_1.0.conv1.weight"):
         s = shape(key)
         if s is not None and s[1]:
             found["mlp_ratio"] = s[0] / s[1]
             break
+    if "mlp_ratio" not in found:     # a list of the other block kind (blocks="conv" / "transformer")
+        for key in ("ConvBlock2_1.0.mlp.fc1_conv.weight", "block3.0.conv1.weight"):
+            s = shape(key)
+            if s is not None and s[1]:
+                found["mlp_ratio"] = s[0] / s[1]
+                break
     head = shape("head.weight")
     if head is not None:
         found["num_classes"] = head[0]

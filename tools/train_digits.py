@@ -53,6 +53,8 @@ from golden.digits import (
     load_digits_split,
     random_shift,
 )
+from golden.model import ARCHITECTURE_OPTIONS, MSAttention
+from golden.model_args import ModelArgError, parse_model_args
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -78,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depths", type=_ints, default=d["depths"], help="6 (per block list) or 4 (per stage)")
     p.add_argument("--num-heads", type=int, default=d["num_heads"])
     p.add_argument("--mlp-ratio", type=float, default=d["mlp_ratio"])
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="more constructor arguments, as hwgen quantize takes them (repeatable; from scratch "
+                        "only): the Table 5 options, e.g. shortcut=sew, blocks=conv (golden.model.ABLATIONS)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3, or 5e-4 with --init)")
     p.add_argument("--min-lr", type=float, default=1e-5, help="final cosine learning rate")
@@ -108,7 +113,10 @@ def model_config(args: argparse.Namespace) -> dict:
         init_args = read_checkpoint(args.init).get("args")
         if not isinstance(init_args, argparse.Namespace):
             raise SystemExit(f"--init {args.init}: checkpoint has no args Namespace")
+        if args.model_arg:
+            raise SystemExit("--model-arg: with --init the architecture comes from the init checkpoint")
         cfg = {k: getattr(init_args, k) for k in MODEL_ARG_NAMES}
+        cfg.update({k: getattr(init_args, k) for k in ARCHITECTURE_OPTIONS if getattr(init_args, k, None) is not None})
         if args.sdsa is not None and args.sdsa != cfg["sdsa_variant"]:
             raise SystemExit(f"--sdsa {args.sdsa} conflicts with --init's sdsa_variant {cfg['sdsa_variant']}")
         if args.T is not None:
@@ -117,12 +125,17 @@ def model_config(args: argparse.Namespace) -> dict:
             print(f"note: --size {args.size} differs from the init checkpoint's {cfg['img_size_h']}; "
                   f"using {cfg['img_size_h']}")
         return cfg
-    return dict(
+    cfg = dict(
         DIGITS_MODEL_DEFAULTS,
         img_size_h=args.size, img_size_w=args.size, embed_dim=tuple(args.embed_dim),
         depths=tuple(args.depths), num_heads=args.num_heads, mlp_ratio=args.mlp_ratio,
         T=1 if args.T is None else args.T, sdsa_variant=3 if args.sdsa is None else args.sdsa,
     )
+    try:
+        cfg.update(parse_model_args(args.model_arg))
+    except ModelArgError as e:
+        raise SystemExit(str(e)) from None
+    return cfg
 
 
 def init_firing(model: torch.nn.Module, qkv_bias: float, bn_bias: float = 0.0) -> None:
@@ -143,9 +156,9 @@ def init_firing(model: torch.nn.Module, qkv_bias: float, bn_bias: float = 0.0) -
         for name, m in model.named_modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and ".body." not in name:
                 m.bias.fill_(bn_bias)
-        for blk in [*model.block3, *model.block4]:
+        for attn in (m for m in model.modules() if isinstance(m, MSAttention)):   # in any block list
             for name in ("q_conv", "k_conv", "v_conv"):
-                conv = getattr(blk.attn, name, None)
+                conv = getattr(attn, name, None)
                 if conv is not None:
                     conv[1].bias.fill_(qkv_bias)
 

@@ -1,13 +1,14 @@
 """Output folders that are either complete or absent."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OutputExists", "atomic_output_dir"]
+__all__ = ["OutputExists", "atomic_output_dir", "file_sha256"]
 
 
 class OutputExists(FileExistsError):
@@ -40,3 +41,12 @@ def atomic_output_dir(out: str | Path, *, force: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks (checkpoints can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -28,13 +28,13 @@ class Evaluation:
     """Counts over the images seen; ratios as properties (``None`` without labels)."""
 
     images: int = 0
-    labelled: int = 0
+    labelled: int = 0                  # images with a label (top-k counts are over these)
     classes: int = 0
-    float_top1: int = 0
+    float_top1: int = 0                # correct predictions, float model and integer engine
     int_top1: int = 0
     float_top5: int = 0
     int_top5: int = 0
-    agree: int = 0
+    agree: int = 0                     # images where both predict the same class
     spikes_same: dict[str, int] = field(default_factory=dict)
     spikes_total: dict[str, int] = field(default_factory=dict)
 

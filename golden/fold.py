@@ -111,6 +111,7 @@ from golden.model import (
     MSConvBlock,
     MSDownSampling,
     RepConv,
+    direct_encoding,
 )
 from golden.neuron import multistep_lif
 
@@ -506,12 +507,7 @@ class FoldedModel(nn.Module):
         return [s for s in self.steps if name in s.inputs]
 
     def encode_input(self, x: Tensor) -> Tensor:
-        """``[B, C, H, W]`` -> ``[T, B, C, H, W]`` (5-D input passes through)."""
-        if x.dim() == 4:
-            return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
-        if x.dim() == 5:
-            return x
-        raise ValueError(f"input must be [B, C, H, W] or [T, B, C, H, W], not shape {tuple(x.shape)}")
+        return direct_encoding(x, self.T)
 
     def trace(self, x: Tensor) -> dict[str, Tensor]:
         """Run the program and return every tensor by name (``"input"`` first, then each step)."""

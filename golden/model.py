@@ -81,6 +81,7 @@ from torch import Tensor, nn
 from golden.neuron import LearnableThresholdLIFNode, MultiStepLIFNode
 
 __all__ = [
+    "direct_encoding",
     "randomize_statistics",
     "BNAndPadLayer",
     "RepConv",
@@ -145,6 +146,16 @@ ABLATIONS: dict[str, dict] = {
     "fully_conv": {"blocks": "conv"},
     "fully_transformer": {"blocks": "transformer"},
 }
+
+
+def direct_encoding(x: Tensor, T: int) -> Tensor:
+    """Direct encoding: ``[B, C, H, W]`` -> ``[T, B, C, H, W]``, the image at every timestep (a
+    5-D input, one frame per timestep, passes through)."""
+    if x.dim() == 4:
+        return x.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+    if x.dim() == 5:
+        return x
+    raise ValueError(f"input must be [B, C, H, W] or [T, B, C, H, W], not shape {tuple(x.shape)}")
 
 
 def _choice(name: str, value, choices) -> None:
@@ -684,12 +695,7 @@ class MetaSpikeFormer(nn.Module):
         return [(n, getattr(self, n)) for n in names if self.pyramid or n != "downsample4"]
 
     def encode_input(self, x: Tensor) -> Tensor:
-        """Direct encoding: ``[B, C, H, W]`` -> ``[T, B, C, H, W]`` (a 5-D input passes through)."""
-        if x.dim() == 4:
-            return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
-        if x.dim() == 5:
-            return x
-        raise ValueError(f"input must be [B, C, H, W] or [T, B, C, H, W], not shape {tuple(x.shape)}")
+        return direct_encoding(x, self.T)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``[T, B, C_in, H, W]`` -> last-stage membrane ``[T, B, e3, H/16, W/16]``."""

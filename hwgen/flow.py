@@ -13,23 +13,15 @@ names the file, the key or the layer; nothing is written on failure.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
 from contract.config import HwConfig, load_config
+from contract.fsutil import file_sha256
 
 __all__ = ["quantize_checkpoint", "evaluate_program", "simulate_program", "float_model_of"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _config(hw: HwConfig | str | Path) -> HwConfig:
@@ -104,7 +96,7 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
         raise MemoryFitError("program does not fit: " + "; ".join(short))
     program.header["source"] = {
         "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
-        "sha256": None if checkpoint is None else _sha256(Path(checkpoint)),
+        "sha256": None if checkpoint is None else file_sha256(Path(checkpoint)),
         "random_init": random_init, "model": spec.as_dict(),
         "target_rates": None if target_rates is None else list(target_rates),
     }
@@ -144,7 +136,7 @@ def float_model_of(program, checkpoint: str | Path | None = None):
     if src["random_init"] is None:
         if path is None or not Path(path).is_file():
             raise ValueError(f"the program's checkpoint {path} is not there; pass --checkpoint PATH")
-        if checkpoint is None and src.get("sha256") and _sha256(Path(path)) != src["sha256"]:
+        if checkpoint is None and src.get("sha256") and file_sha256(Path(path)) != src["sha256"]:
             raise ValueError(f"{path} changed since the program was quantized (sha256 differs); quantize again "
                              "or pass --checkpoint PATH explicitly")
     model, _ = build_model(None if src["random_init"] is not None else path, model_name=spec["name"],

@@ -53,6 +53,7 @@ from typing import Any, Callable
 import yaml
 
 from contract.config import AccumulatorConfig, ConfigError, CoreConfig, HwConfig, LifConfig, SdsaConfig, load_config
+from contract.fsutil import file_sha256
 
 __all__ = ["SpecError", "SweepSpec", "SweepPoint", "load_spec", "run_task", "sweep", "pareto_front",
            "COLUMNS", "METRICS", "add_parser", "run_sweep"]
@@ -151,14 +152,6 @@ class SweepSpec:
         return any(m in self.metrics for m in _MODEL_METRICS)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -250,7 +243,7 @@ def _images_hash(images: str) -> str | None:
     None for the built-in sources (digits, random), named by their spelling."""
     path = Path(images)
     if path.is_file():
-        return _sha256(path)
+        return file_sha256(path)
     if path.is_dir():
         listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
                          for p in path.rglob("*") if p.is_file())
@@ -402,7 +395,7 @@ def _resolve(index: int, params: dict, base: str, shas: dict, bases: dict, setti
         config, error = None, str(e)
     ckpt = params.get("checkpoint")
     if ckpt is not None and ckpt not in shas:
-        shas[ckpt] = _sha256(Path(ckpt))
+        shas[ckpt] = file_sha256(Path(ckpt))
     T, weight_bits, model_args = params.get("T"), params.get("weight_bits", 8), params.get("model_args", {})
     key = _digest({"version": SWEEP_VERSION, "hw": config.to_dict() if config else hw,
                    "checkpoint_sha256": shas.get(ckpt), "T": T, "weight_bits": weight_bits,

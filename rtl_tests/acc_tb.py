@@ -230,9 +230,9 @@ async def encoding_layer(dut):
     """Multi-bit pixels as bit planes: unsigned, and two's complement (top plane negative)."""
     tb = AccHarness(dut)
     cfg = tb.cfg
+    rng = np.random.default_rng(BASE_SEED + 2)
     if lacks_kind(tb, "encoding"):
         return
-    rng = np.random.default_rng(BASE_SEED + 2)
     bits = cfg.input_bits
     geo = ConvGeometry(min(3, cfg.max_channels), cfg.lanes + 2, 8, 8, 3 if cfg.max_kernel < 7 else 7, 2, 3 if cfg.max_kernel >= 7 else 1)
     w, b = random_weights(cfg, rng, geo, scale=0.02)

@@ -103,3 +103,28 @@ def golden_break_caught(capfd):
         out = capfd.readouterr()
         assert phrase in out.out + out.err
     return check
+
+
+#: the golden value corrupt_image_1 flips: image 1 of a run, the attention neuron, timestep 0, channel 5
+BAD_LAYER, BAD_AT = "block3.0.attn.attn_lif", (0, 0, 5, 1, 0)
+
+
+@pytest.fixture
+def corrupt_image_1(monkeypatch):
+    """The golden engine, wrong in one spike (BAD_LAYER at BAD_AT) of the second image it is
+    asked about; the value is the corrupted layer's name."""
+    from golden.intsim import IntegerEngine
+
+    calls = {"n": 0}
+    run = IntegerEngine.run
+
+    def wrong_once(self, pixels, **kw):
+        env = run(self, pixels, **kw)
+        if calls["n"] == 1:
+            env[BAD_LAYER] = env[BAD_LAYER].clone()
+            env[BAD_LAYER][BAD_AT] ^= 1
+        calls["n"] += 1
+        return env
+
+    monkeypatch.setattr(IntegerEngine, "run", wrong_once)
+    return BAD_LAYER

@@ -16,19 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "configs" / "hw" / "digits.yaml"
 
 
-@pytest.fixture(scope="module")
-def program(tmp_path_factory):
-    """The bundled digits model (T = 4), exported without traces."""
-    from golden.digits import PIXEL_LEVELS
-    from golden.export import export_program, load_model
-    from golden.fold import fold_model
-    from golden.quantize import quantize
-
-    model = load_model(REPO / "checkpoints" / "digits_sdsa3_t4.pth")
-    prog = quantize(fold_model(model), load_config(DIGITS), input_scale=1 / PIXEL_LEVELS, input_shape=[1, 32, 32])
-    out = tmp_path_factory.mktemp("core") / "program"
-    export_program(prog, out, log=lambda m: None)
-    return out
+@pytest.fixture
+def program(digits_t4_program):
+    return digits_t4_program
 
 
 def _with_core(**changes) -> HwConfig:

@@ -243,21 +243,6 @@ def test_energy_constants_are_the_simulators():
 
 
 # ---------------------------------------------------------------------------- against a real program
-@pytest.fixture(scope="module")
-def digits_program(tmp_path_factory):
-    """The bundled digits model (T = 4), exported without traces."""
-    from golden.digits import PIXEL_LEVELS
-    from golden.export import export_program, load_model
-    from golden.fold import fold_model
-    from golden.quantize import quantize
-
-    model = load_model(REPO / "checkpoints" / "digits_sdsa3_t4.pth")
-    prog = quantize(fold_model(model), load_config(DIGITS), input_scale=1 / PIXEL_LEVELS, input_shape=[1, 32, 32])
-    out = tmp_path_factory.mktemp("energy") / "digits_t4"
-    export_program(prog, out, log=lambda m: None)
-    return out
-
-
 GEOMETRY = ("in_shape", "in_channels", "out_channels", "kernel", "stride", "padding", "groups", "residual", "input",
             "variant", "heads", "tokens", "head_dim", "q", "k", "v", "in_features", "out_features", "channels")
 
@@ -267,16 +252,16 @@ def _geometry(layer):
             {k: layer.attrs[k] for k in GEOMETRY if k in layer.attrs})
 
 
-def test_architecture_equals_a_quantized_programs_layers(digits_program):
+def test_architecture_equals_a_quantized_programs_layers(digits_t4_program):
     from contract.program import load_program
 
-    program = load_program(digits_program)
+    program = load_program(digits_t4_program)
     arch = meta_spikeformer((16, 16, 32, 48), depths=(1,) * 6, num_heads=2, num_classes=10, in_channels=1,
                             img_size=32)
     assert [_geometry(l) for l in arch] == [_geometry(l) for l in program.layers]
 
 
-def test_estimate_on_images_matches_the_cycle_models_counts(digits_program):
+def test_estimate_on_images_matches_the_cycle_models_counts(digits_t4_program):
     """The datapath's additions and events per layer from the spike maps equal the core's cycle
     model's (which the RTL's counters are held to with ==)."""
     cycles = pytest.importorskip("hwgen.compiler.cycles")
@@ -290,8 +275,8 @@ def test_estimate_on_images_matches_the_cycle_models_counts(digits_program):
         seen.append(got)
         return got
 
-    run = estimate(digits_program, images="digits:test", count=2, cycle_model=model, log=lambda m: None)
-    program = load_program(digits_program)
+    run = estimate(digits_t4_program, images="digits:test", count=2, cycle_model=model, log=lambda m: None)
+    program = load_program(digits_t4_program)
     assert len(seen) == 2
     for i, layer in enumerate(program.layers):
         want = np.mean([s[i].additions for s in seen])
@@ -299,12 +284,12 @@ def test_estimate_on_images_matches_the_cycle_models_counts(digits_program):
         assert run["layers"][i]["cycles"] == np.mean([s[i].cycles for s in seen])
 
 
-def test_hwgen_estimate_writes_a_run_and_a_report(digits_program, tmp_path, capsys):
+def test_hwgen_estimate_writes_a_run_and_a_report(digits_t4_program, tmp_path, capsys):
     from hwgen.cli import main
     from hwgen.report import load_run
 
     out = tmp_path / "est"
-    assert main(["estimate", str(digits_program), "--images", "digits:test", "--count", "1", "--out", str(out)]) == 0
+    assert main(["estimate", str(digits_t4_program), "--images", "digits:test", "--count", "1", "--out", str(out)]) == 0
     run = load_run(out)                                     # validates as a run.json
     assert run["kind"] == "estimate" and run["estimate"]["fit"]["fits"]
     e = run["estimate"]["energy_mj"]
@@ -316,7 +301,7 @@ def test_hwgen_estimate_writes_a_run_and_a_report(digits_program, tmp_path, caps
     assert "fits the core" in capsys.readouterr().out
 
 
-def test_hwgen_estimate_names_the_memories_that_are_short(digits_program, tmp_path):
+def test_hwgen_estimate_names_the_memories_that_are_short(digits_t4_program, tmp_path):
     from contract.program import load_program
     from hwgen.compiler import compile_program
     from hwgen.estimate import core_fit
@@ -326,7 +311,7 @@ def test_hwgen_estimate_names_the_memories_that_are_short(digits_program, tmp_pa
     raw["accumulator"]["weight_depth"] = 20000
     small = tmp_path / "small.yaml"
     small.write_text(yaml.safe_dump(raw))
-    program = load_program(digits_program)
+    program = load_program(digits_t4_program)
     full = compile_program(program, load_config(DIGITS))
     fit = core_fit(program, load_config(small))
     assert not fit["fits"]
@@ -338,22 +323,22 @@ def test_hwgen_estimate_names_the_memories_that_are_short(digits_program, tmp_pa
         f"{need_spikes - 1000:,} short (core.spike_depth)"]
 
 
-def test_hwgen_estimate_refuses_a_rate_table_that_does_not_fit_the_program(digits_program, capsys):
+def test_hwgen_estimate_refuses_a_rate_table_that_does_not_fit_the_program(digits_t4_program, capsys):
     from hwgen.cli import main
 
-    assert main(["estimate", str(digits_program), "--rates", str(RATES), "--out", "/nonexistent/x"]) == 2
+    assert main(["estimate", str(digits_t4_program), "--rates", str(RATES), "--out", "/nonexistent/x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hwgen estimate: ") and "block3.1" in err and "the program does not have" in err
 
 
-def test_estimate_from_a_rate_table(digits_program, tmp_path):
+def test_estimate_from_a_rate_table(digits_t4_program, tmp_path):
     """The rates path end to end: a table for the digits model (every conv input at 0.25, q/k/v
     at 0.1); cycles are not modelled from rates, the bound is."""
     from contract.program import load_program
     from hwgen.estimate import estimate, write_estimate
 
     rows = []
-    for layer in load_program(digits_program).layers:
+    for layer in load_program(digits_t4_program).layers:
         if layer.kind in ("conv", "linear") and layer.attrs.get("input") != "pixels":
             rows.append({"row": layer.name, "rates": [0.25] * 4, "average": 0.25, "layers": [layer.name]})
         if layer.kind == "sdsa":
@@ -361,7 +346,7 @@ def test_estimate_from_a_rate_table(digits_program, tmp_path):
                      for t in ("q", "k", "v")]
     path = tmp_path / "rates.yaml"
     path.write_text(yaml.safe_dump({"format": "spikeforge-rates", "version": 1, "timesteps": 4, "rows": rows}))
-    run = estimate(digits_program, rates=path, log=lambda m: None)
+    run = estimate(digits_t4_program, rates=path, log=lambda m: None)
     by_name = {r["name"]: r for r in run["layers"]}
     # ConvBlock1_1.0.conv1: 3x3, 8 -> 32 channels at 16 x 16: 9 x 256 x 8 x 32 FLOPs, rate 0.25 x 4 timesteps
     assert by_name["ConvBlock1_1.0.conv1"]["sops"] == pytest.approx(9 * 256 * 8 * 32 * 1.0)

@@ -17,6 +17,17 @@ computes what the original computes on normalized inputs, including at the borde
 one of the 256 levels of a channel stays a distinct integer code (the pixel itself).
 
 The digits model takes ``x = p / 16`` (offset 0): its encoding conv only scales, with no border.
+
+**Spike input** (event cameras, :mod:`golden.events`; docs/events.md). A model whose input is
+already spikes (binary frames, one per timestep: ``[T, B, C, H, W]`` of 0/1, e.g. the two
+polarities of an event camera) has no normalization to fold and no bit planes: its encoding conv
+is an ordinary spike conv (every input spike adds one weight column, no multiply; zero padding
+of spikes is exact, so no border correction). The program says so in its header
+(``input.encoding = "spikes"``, ``bits`` 1, ``scale`` 1, ``frames`` ``T``) and in the encoding
+conv's ``input`` attribute (``"spikes"``); :func:`spike_input` reads it, and
+:func:`input_over_time` turns what a host hands the engine (``[B, C, H, W]`` pixels, or
+``[B, T, C, H, W]`` spike frames: images first, as an image source yields them) into the
+engine's ``"input"`` tensor ``[T, B, C, H, W]``.
 """
 from __future__ import annotations
 
@@ -26,7 +37,40 @@ from torch import Tensor
 
 from golden.fold import INPUT, ConvStep, FoldedModel
 
-__all__ = ["fold_input_normalization", "border_correction"]
+__all__ = ["fold_input_normalization", "border_correction", "SPIKES", "spike_input", "input_over_time",
+           "input_per_image"]
+
+#: ``header["input"]["encoding"]`` of a program whose input is spike frames, one per timestep
+SPIKES = "spikes"
+
+
+def spike_input(header: dict) -> bool:
+    """Whether a program's input is spike frames (one binary ``[C, H, W]`` frame per timestep)."""
+    return header.get("input", {}).get("encoding") == SPIKES
+
+
+def input_over_time(header: dict, x: Tensor) -> Tensor:
+    """The engine's ``"input"`` ``[T, B, C, H, W]`` (int64) from a host's batch: pixels
+    ``[B, C, H, W]`` (the same image at every timestep: an ``expand``, no copy), or for a
+    spike-input program frames ``[B, T, C, H, W]`` of 0/1. ValueError names a wrong shape or value."""
+    T, shape = int(header["T"]), header.get("input", {}).get("shape")
+    shape = list(x.shape[-3:]) if shape is None else list(shape)      # a hand-built program may not say
+    if not spike_input(header):
+        if x.dim() != 4 or list(x.shape[1:]) != shape:
+            raise ValueError(f"the program takes pixels [B, {', '.join(map(str, shape))}], not {list(x.shape)}")
+        x = x.to(torch.int64)
+        return x.unsqueeze(0).expand(T, *x.shape)
+    if x.dim() != 5 or list(x.shape[1:]) != [T, *shape]:
+        raise ValueError(f"the program takes spike frames [B, T = {T}, {', '.join(map(str, shape))}] (one per "
+                         f"timestep), not {list(x.shape)}")
+    if x.numel() and not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(f"spike frames must be 0 or 1; found values {int(x.min())}..{int(x.max())}")
+    return x.to(torch.int64).transpose(0, 1)
+
+
+def input_per_image(header: dict, x: Tensor) -> Tensor:
+    """Inverse of :func:`input_over_time`: ``[T, B, C, H, W]`` -> the host's ``[B, ...]``."""
+    return x.transpose(0, 1) if spike_input(header) else x[0]
 
 
 def border_correction(weight: Tensor, offset: Tensor, *, height: int, width: int, stride: int,

@@ -4,7 +4,8 @@ Folder layout (written atomically: assembled in a temporary sibling, renamed on 
 
     program.json        header + layer descriptors (docs/program.md)
     arrays.npz          integer weights, biases, thresholds by "<layer>.<role>"
-    traces.npz          for the sample images: "input" (integer pixels [B, C, H, W]), every
+    traces.npz          for the sample images: "input" (integer pixels [B, C, H, W], or spike
+                        frames [B, T, C, H, W] for a spike-input program), every
                         layer's output "<layer>" ([T, B, ...]: currents, spikes, sums), LIF
                         pre-reset membranes "<layer>.membrane", "labels", "float_logits"
 
@@ -21,6 +22,7 @@ import torch
 
 from contract.fsutil import atomic_output_dir
 from contract.program import Program, write_program_files
+from golden.encoding import input_over_time, input_per_image
 from golden.intsim import IntegerEngine
 
 __all__ = ["load_model", "export_program", "replay", "load_traces"]
@@ -72,12 +74,12 @@ def load_model(checkpoint: str | Path | None, *, model_name: str | None = None, 
     return build_model(checkpoint, model_name=model_name, overrides=model_kwargs, random_init=random_init)[0]
 
 
-def _trace_arrays(env: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def _trace_arrays(env: dict[str, torch.Tensor], header: dict) -> dict[str, np.ndarray]:
     out = {}
     for name, t in env.items():
+        if name == "input":   # the image itself (the engine repeats it over T), or the spike frames [B, T, ...]
+            t = input_per_image(header, t)
         a = t.numpy()
-        if name == "input":
-            a = a[0]  # the image itself; the engine repeats it over T
         lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
         dtype = np.int8 if -128 <= lo and hi <= 127 else (np.int32 if -2**31 <= lo and hi < 2**31 else np.int64)
         out[name] = a.astype(dtype)
@@ -101,7 +103,7 @@ def export_program(program: Program, out: str | Path, *, images: torch.Tensor | 
             engine = IntegerEngine(program)
             pixels = engine.encode(images) if pixels is None else pixels.to(torch.int64)
             env = engine.run(pixels)
-            arrays = _trace_arrays(env)
+            arrays = _trace_arrays(env, program.header)
             if labels is not None:
                 arrays["labels"] = labels.numpy().astype(np.int64)
             if float_logits is not None:
@@ -124,9 +126,8 @@ def replay(program: Program, traces: dict[str, np.ndarray]) -> list[str]:
     from golden.kinds import golden_kind
 
     engine = IntegerEngine(program)
-    T = program.T
     env = {k: torch.from_numpy(v.astype(np.int64)) for k, v in traces.items() if k not in ("labels", "float_logits")}
-    env["input"] = env["input"].unsqueeze(0).expand(T, *env["input"].shape)
+    env["input"] = input_over_time(program.header, env["input"])
     problems = []
     for layer in program.layers:
         out = engine.run_layer(layer, *(env[n] for n in layer.inputs))

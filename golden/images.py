@@ -12,7 +12,12 @@ One image source serves ``hwgen quantize`` (calibration and trace samples), ``hw
   ``{"images": tensor, "labels": tensor}``;
 - ``digits`` / ``digits:train`` / ``digits:test``: scikit-learn's bundled digits
   (:mod:`golden.digits`; the test split by default), pixel levels 0..16;
-- ``random`` / ``random:SEED``: uniform random 8-bit pixels (a random-weight model needs inputs).
+- ``random`` / ``random:SEED``: uniform random 8-bit pixels (a random-weight model needs inputs);
+- ``events`` / ``events:train`` / ``events:test``: the digits seen by the simulated event camera
+  (:mod:`golden.events`; the test split by default): per image ``T`` binary frames of two polarity
+  channels, ``uint8 [T, 2, H, W]``, for a model whose input is spikes (docs/events.md). The camera,
+  ``T`` and the motion seed are part of the preprocessing (:meth:`Preprocessing.event_frames`),
+  so the program header records them and ``eval`` / ``sim`` see the same recordings.
 
 Preprocessing of photos is the reference evaluation pipeline (timm / MAE ``build_transform`` as in
 the Meta-SpikeFormer repository): resize the shorter side to ``int(input_size / crop_pct)``
@@ -95,7 +100,11 @@ class Preprocessing:
         channels: 3 (RGB) or 1 (grayscale); photos are converted to this mode.
         levels: the largest pixel value (255 for photos; 16 for the digits, whose model input is
             ``pixel / 16``).
-        kind: ``"photo"`` (the pipeline above) or ``"digits"`` (already 32 x 32, no resize).
+        kind: ``"photo"`` (the pipeline above), ``"digits"`` (already 32 x 32, no resize) or
+            ``"events"`` (spike frames: ``[T, C, H, W]`` of 0/1 per image, no normalization).
+        events: for ``"events"``: ``T``, ``seed`` (motions of the test split; the training split
+            draws from it too, see :func:`golden.events.load_event_split`), ``split_seed`` and
+            ``camera`` (:class:`golden.events.EventCamera` fields).
     """
 
     input_size: int
@@ -106,6 +115,7 @@ class Preprocessing:
     channels: int = 3
     levels: int = 255
     kind: str = "photo"
+    events: dict | None = None
 
     def __post_init__(self):
         if self.input_size < 1:
@@ -114,7 +124,10 @@ class Preprocessing:
             raise ImageError(f"crop_pct must be in (0, 1], not {self.crop_pct}")
         if self.interpolation not in INTERPOLATIONS:
             raise ImageError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
-        if self.channels not in (1, 3):
+        if self.kind == "events":
+            if not self.events or not {"T", "camera"} <= set(self.events):
+                raise ImageError(f"event frames need their T and camera in 'events', not {self.events}")
+        elif self.channels not in (1, 3):
             raise ImageError(f"channels must be 1 or 3, not {self.channels}")
         for name in ("mean", "std"):
             v = getattr(self, name)
@@ -136,6 +149,19 @@ class Preprocessing:
         """The digits model's input: ``pixel / 16`` (mean 0, std 1 on ``pixel / levels``)."""
         return cls(input_size=input_size, crop_pct=1.0, interpolation="nearest", mean=(0.0,), std=(1.0,),
                    channels=1, levels=16, kind="digits")
+
+    @classmethod
+    def event_frames(cls, input_size: int, T: int, camera: dict | None = None, *, seed: int = 0,
+                     split_seed: int = 0, channels: int = 2) -> "Preprocessing":
+        """Spike frames of the simulated event camera (:mod:`golden.events`): ``T`` binary frames
+        of ``channels`` polarities per image, the model's input as they are (levels 1, no
+        normalization). ``camera``: :class:`golden.events.EventCamera` fields (default its own)."""
+        from golden.events import EventCamera
+
+        cam = EventCamera(**(camera or {})).as_dict()
+        return cls(input_size=input_size, crop_pct=1.0, interpolation="nearest", mean=(0.0,) * channels,
+                   std=(1.0,) * channels, channels=channels, levels=1, kind="events",
+                   events=dict(T=int(T), seed=int(seed), split_seed=int(split_seed), camera=cam))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
@@ -172,7 +198,10 @@ class Preprocessing:
 
     def normalize(self, pixels: Tensor) -> Tensor:
         """``uint8`` pixels ``[..., C, H, W]`` -> float32 model input, exactly as ``ToTensor`` then
-        ``Normalize`` compute it (``pixel / levels``, then ``(x - mean) / std``)."""
+        ``Normalize`` compute it (``pixel / levels``, then ``(x - mean) / std``). Event frames
+        ``[B, T, C, H, W]`` -> the model's ``[T, B, C, H, W]`` of 0.0 / 1.0."""
+        if self.kind == "events":
+            return pixels.to(torch.float32).transpose(0, 1)
         x = pixels.to(torch.float32).div(self.levels)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
@@ -184,11 +213,11 @@ class ImageSource:
     """Pixels and labels of an image source, loaded on demand in index order.
 
     ``len(source)`` images; :meth:`load` returns ``(pixels uint8 [n, C, H, W], labels int64 [n] or
-    None)`` for a range. ``notes`` collects what was done that a user should know (converted
+    None)`` for a range (event frames: ``[n, T, C, H, W]``). ``notes`` collects what was done that a user should know (converted
     grayscale images ...)."""
 
     name: str
-    kind: str                      # "folder", "flat", "tensor", "digits", "random"
+    kind: str                      # "folder", "flat", "tensor", "digits", "random", "events"
     preprocessing: Preprocessing
     files: list[Path] = field(default_factory=list)
     labels: np.ndarray | None = None
@@ -340,19 +369,22 @@ def open_images(spec: str | os.PathLike, pre: Preprocessing, *, allow_upscale: b
     head, _, arg = text.partition(":")
     if head == "digits" and not Path(text).exists():
         return _digits(arg or "test", pre)
+    if head == "events" and not Path(text).exists():
+        return _events(arg or "test", pre)
     if head == "random" and not Path(text).exists():
         try:
             seed = int(arg or 0)
         except ValueError:
             raise ImageError(f"random:{arg}: the seed must be an integer") from None
         gen = torch.Generator().manual_seed(seed)
-        pixels = torch.randint(0, pre.levels + 1, (64, pre.channels, pre.input_size, pre.input_size),
+        frames = (pre.events["T"],) if pre.kind == "events" else ()     # random spike frames for an event model
+        pixels = torch.randint(0, pre.levels + 1, (64, *frames, pre.channels, pre.input_size, pre.input_size),
                                generator=gen, dtype=torch.int64).to(torch.uint8)
         return ImageSource(f"random:{seed}", "random", pre, _pixels=pixels)
     path = Path(text)
     if not path.exists():
         raise ImageError(f"{path}: no such file or folder (an image folder, a .npy/.pt tensor file, "
-                         "'digits' or 'random')")
+                         "'digits', 'events' or 'random')")
     if path.is_dir():
         return _from_folder(path, pre, allow_upscale)
     if path.suffix in (".npy", ".pt", ".pth"):
@@ -372,4 +404,24 @@ def _digits(split: str, pre: Preprocessing) -> ImageSource:
     x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
     pixels = torch.round(x * PIXEL_LEVELS).to(torch.uint8)
     return ImageSource(f"digits:{split}", "digits", pre, labels=y.numpy(), _pixels=pixels,
+                       classes=[str(i) for i in range(10)])
+
+
+def _events(split: str, pre: Preprocessing) -> ImageSource:
+    """The digits split ``split`` recorded by the simulated event camera ``pre.events`` describes."""
+    from golden.events import EventCamera, load_event_split
+
+    if split not in ("train", "test"):
+        raise ImageError(f"events:{split}: the split must be 'train' or 'test'")
+    if pre.kind != "events":
+        raise ImageError(f"events:{split}: event frames (2 polarity channels, one frame per timestep) are the "
+                         f"input of an event model; this model takes {pre.channels}-channel {pre.kind} images")
+    ev = pre.events
+    frames, labels = load_event_split(ev["T"], size=pre.input_size, seed=ev.get("seed", 0),
+                                      split_seed=ev.get("split_seed", 0), camera=EventCamera(**ev["camera"]),
+                                      parts=(split,))[split]
+    if frames.shape[2] != pre.channels:
+        raise ImageError(f"events:{split}: the camera gives {frames.shape[2]} polarity channels, the model takes "
+                         f"{pre.channels}")
+    return ImageSource(f"events:{split}", "events", pre, labels=labels, _pixels=torch.from_numpy(frames),
                        classes=[str(i) for i in range(10)])

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from contract.config import HwConfig
 from contract.program import INPUT, KINDS, Layer, Program
+from golden.encoding import input_over_time
 from golden.kinds import golden_kind
 from golden.lif import constant_over_t, lif_run
 from golden.quantize import quantize_input
@@ -299,7 +300,8 @@ class IntegerEngine:
     def run(self, pixels: torch.Tensor, *, keep: bool = True, observe: Observer | None = None) -> dict[str, torch.Tensor]:
         """Integer pixels ``[B, C, H, W]`` -> every tensor by name. LIF membranes are under
         ``"<name>.membrane"``; spikes are int8, everything else int64; ``"input"`` is the pixels
-        repeated over T (a view).
+        repeated over T (a view). A spike-input program takes spike frames ``[B, T, C, H, W]``
+        instead (:func:`golden.encoding.input_over_time`) and its ``"input"`` is them, time first.
 
         ``keep=False`` returns only the input and the logits, and frees each tensor after its
         last reader. ``observe(layer, output)`` is called right after each layer is computed,
@@ -307,10 +309,9 @@ class IntegerEngine:
         as ``(spikes, membranes)``), so a caller can consume every layer without the engine
         keeping them all: ``run(pixels, keep=False, observe=callback)``.
         """
-        T = self.program.T
         if pixels.dtype.is_floating_point:
             raise TypeError("run() takes integer pixels; use encode() on float images first")
-        image = pixels.to(torch.int64).unsqueeze(0).expand(T, *pixels.shape)   # the same every timestep
+        image = input_over_time(self.program.header, pixels)   # pixels: the same every timestep (a view)
         work: dict[str, torch.Tensor] = {INPUT: image}      # every live tensor, in its compute type
         trace: dict[str, torch.Tensor] = {INPUT: image}     # what is returned, in the callers' types
         produced_by: dict[str, Layer] = {}

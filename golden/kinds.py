@@ -151,7 +151,8 @@ def _weighted_bounds(w_int: np.ndarray, b_int: np.ndarray, x_lo: int, x_hi: int)
 
 
 class Conv(Kind):
-    """A conv into a membrane stream (the encoding layer reads pixels, every other one spikes):
+    """A conv into a membrane stream (the encoding layer reads pixels, or spike frames; every
+    other one spikes):
     weights and bias in the stream's per-channel threshold units."""
 
     name, step, engine, stream = "conv", ConvStep, "_conv", True
@@ -172,7 +173,7 @@ class Conv(Kind):
 
     def parameters(self, g, s: ConvStep):
         th = g.stream(s.name).thresholds.astype(np.float64)
-        unit = 1.0 if s.spike_input else g.input_scale
+        unit = 1.0 if g.reads_spikes(s) else g.input_scale
         w = s.weight.double().numpy() * unit * th[:, None, None, None]
         b = s.bias.double().numpy() * th
         # clipped: with the MSE search a few outlier weights may saturate (docs/arithmetic.md)
@@ -185,7 +186,7 @@ class Conv(Kind):
             g.arrays[f"{s.name}.border"] = full.astype(np.int64) - b_int[:, None, None]
 
     def bound(self, g, s: ConvStep):
-        x_lo, x_hi = (0, 1) if s.spike_input else g.input_range
+        x_lo, x_hi = (0, 1) if g.reads_spikes(s) else g.input_range
         lo, hi = _weighted_bounds(g.arrays[f"{s.name}.weight"], g.arrays[f"{s.name}.bias"], x_lo, x_hi)
         if s.border is not None:
             border = g.arrays[f"{s.name}.border"].reshape(len(lo), -1)
@@ -205,7 +206,7 @@ class Conv(Kind):
             s.name, self.name, list(s.inputs), g.shapes[s.name],
             attrs=dict(in_shape=g.shapes[s.src], in_channels=s.in_channels, out_channels=s.out_channels,
                        kernel=s.kernel_size, stride=s.stride, padding=s.padding, groups=s.groups,
-                       residual=s.residual, input="spikes" if s.spike_input else "pixels",
+                       residual=s.residual, input="spikes" if g.reads_spikes(s) else "pixels",
                        scale=(stream.v_threshold / stream.thresholds.astype(np.float64)).tolist(),
                        acc_bits=_acc_bits(g, s), bound=[int(lo.min()), int(hi.max())], sources=list(s.sources)),
             arrays={"weight": f"{s.name}.weight", "bias": f"{s.name}.bias",

@@ -33,7 +33,10 @@ __all__ = ["PASSES", "encode_input", "infer_shapes", "group_streams", "choose_th
 def encode_input(g: QuantGraph) -> None:
     """Pixels become ``round(x / input_scale)`` on ``accumulator.input_bits`` bits: the scale is
     given, or the calibrated ``max|x|`` maps to the top code; signed when the calibration saw a
-    negative pixel."""
+    negative pixel. Spike frames (``g.spike_frames``) are their own integers: 0 or 1, scale 1."""
+    if g.spike_frames:        # spike frames: 0/1 of value 1, no bit planes (golden.encoding)
+        g.input_scale, g.signed_input, g.input_range = 1.0, False, (0, 1)
+        return
     bits, calib = g.hw.accumulator.input_bits, g.calibration
     if g.input_scale is None:
         if calib is None:
@@ -125,7 +128,7 @@ def choose_thresholds(g: QuantGraph) -> None:
         stream.v_threshold, stream.tokens = v_thresholds.pop(), tokens
         # the encoding layer's weights act on pixels of value input_scale: in the same units
         w = np.concatenate([m.weight.double().numpy().reshape(first.out_channels, -1)
-                            * (1.0 if m.spike_input else g.input_scale) for m in stream.members], axis=1)
+                            * (1.0 if g.reads_spikes(m) else g.input_scale) for m in stream.members], axis=1)
         cap = max(1, g.threshold_max // tokens)
         stream.thresholds = channel_thresholds(w, g.qmax, cap, search=g.clip == "mse")
     heads = [s for s in g.steps if kind_of_step(s).head]
@@ -166,11 +169,17 @@ def emit_program(g: QuantGraph) -> None:
             arrays[key] = g.arrays[key].astype(kind.stored[role])
         g.layers.append(layer)
     acc = g.hw.accumulator
+    if g.spike_frames:
+        from golden.encoding import SPIKES
+
+        encoding = dict(shape=list(g.input_shape), bits=1, signed=False, scale=1.0, encoding=SPIKES, frames=g.T)
+    else:
+        encoding = dict(shape=list(g.input_shape), bits=acc.input_bits, signed=bool(g.signed_input),
+                        scale=float(g.input_scale),
+                        encoding="bit planes, two's complement" if g.signed_input else "bit planes, unsigned")
     header = dict(
         model=g.model_name, T=g.T, weight_bits=g.weight_bits,
-        input=dict(shape=list(g.input_shape), bits=acc.input_bits, signed=bool(g.signed_input),
-                   scale=float(g.input_scale),
-                   encoding="bit planes, two's complement" if g.signed_input else "bit planes, unsigned"),
+        input=encoding,
         hw=g.hw.to_dict(), hw_hash=g.hw.hash,
         classes=g.shapes[g.steps[-1].name][0],
     )

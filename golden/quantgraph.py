@@ -80,6 +80,7 @@ class QuantGraph:
     model_name: str
     input_scale: float | None = None                # given, or set by encode_input
     calibration: Calibration | None = None
+    spike_frames: bool = False                      # the input is spike frames, one per timestep (events)
     # encode_input
     signed_input: bool = False
     input_range: tuple[int, int] = (0, 0)           # integer pixels [lo, hi]
@@ -119,6 +120,11 @@ class QuantGraph:
 
     def step(self, name: str) -> Step:
         return self._by_name[name]
+
+    def reads_spikes(self, s: Step) -> bool:
+        """Whether conv ``s`` reads spikes: every conv but the encoding one, and that one too when
+        the input is spike frames (:attr:`spike_frames`)."""
+        return s.spike_input or self.spike_frames
 
     def readers(self, name: str) -> list[Step]:
         """The steps that read tensor ``name``, in execution order."""

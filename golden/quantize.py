@@ -55,13 +55,15 @@ def calibrate(folded: FoldedModel, batches) -> Calibration:
 
 def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_scale: float | None = None,
              calibration: Calibration | None = None, input_shape=None, model_name: str = "model",
-             clip: str | None = None) -> Program:
+             clip: str | None = None, spike_frames: bool = False) -> Program:
     """Quantize ``folded`` for ``hw``: the passes of :data:`golden.passes.PASSES` in order.
 
     ``input_scale`` (value of one pixel LSB) wins over the calibration; one of them is needed.
     ``input_shape`` is ``[C, H, W]`` of one image. ``clip``: ``"max"`` (no weight clipping) or
     ``"mse"`` (per-channel search, see :func:`golden.passes.channel_thresholds`); default
-    ``"max"`` at 8 bits and more, ``"mse"`` below."""
+    ``"max"`` at 8 bits and more, ``"mse"`` below. ``spike_frames``: the input is binary frames,
+    one per timestep (``[T, B, C, H, W]``, an event camera's): the encoding conv is a spike conv
+    (``golden.encoding``; no input scale or calibration needed)."""
     clip = clip or ("max" if weight_bits >= 8 else "mse")
     if clip not in ("max", "mse"):
         raise ValueError(f"clip must be 'max' or 'mse', not {clip!r}")
@@ -76,7 +78,7 @@ def quantize(folded: FoldedModel, hw: HwConfig, *, weight_bits: int = 8, input_s
     if input_shape is None:
         raise ValueError("input_shape [C, H, W] is required")
     graph = QuantGraph(list(folded), hw, folded.T, weight_bits, clip, list(input_shape), model_name,
-                       input_scale=input_scale, calibration=calibration)
+                       input_scale=input_scale, calibration=calibration, spike_frames=spike_frames)
     for quantize_pass in PASSES:
         quantize_pass(graph)
     return graph.program

@@ -112,7 +112,8 @@ def _needs(image, program: Program, hw: HwConfig) -> dict:
         "membranes": (max((f["beats"] for f in lifs), default=0), hw.lif.beats, "lif.neurons / lanes"),
         "ints": (image.peak["ints"], hw.core.int_depth, "core.int_depth"),
         "spikes": (image.peak["spikes"], hw.core.spike_depth, "core.spike_depth"),
-        "pixels": (c * h * w, hw.core.pixel_depth, "core.pixel_depth"),
+        "pixels": (0 if program.header["input"].get("encoding") == "spikes" else c * h * w,   # spike frames: none
+                   hw.core.pixel_depth, "core.pixel_depth"),
         "program": (len(image.instructions) + 1, hw.core.program_depth, "core.program_depth"),
         "input channels": (max((l.attrs.get("in_channels", l.attrs.get("in_features", 0)) for l in image.layers
                                 if l.kind in ("conv", "linear")), default=0),
@@ -135,21 +136,23 @@ def _run_image(engine, program: Program, pixels, kept: dict | None, times: dict)
     logits end up in ``times["logits"]``, the engine's seconds in ``times["engine"]``."""
     import torch
 
-    T = program.T
-    env = {INPUT: pixels.to(torch.int64).unsqueeze(0).expand(T, *pixels.shape)}
+    from golden.encoding import input_over_time, spike_input
+
+    env = {INPUT: input_over_time(program.header, pixels)}     # pixels repeated over T, or the spike frames
     last_use: dict[str, int] = {}
     for i, layer in enumerate(program.layers):
         for n in layer.inputs:
             last_use[n] = i
-    if kept is not None:
-        kept[INPUT] = pixels.numpy()[None]              # [1, 1, C, H, W]: the same every timestep
+    frames = spike_input(program.header)
+    if kept is not None:      # pixels [1, 1, C, H, W]: the same every timestep; spike frames [T, 1, C, H, W]
+        kept[INPUT] = env[INPUT].numpy() if frames else pixels.numpy()[None]
     with torch.no_grad():
         for i, layer in enumerate(program.layers):
             t0 = time.perf_counter()
             out = engine.run_layer(layer, *(env[n] for n in layer.inputs))
             times["engine"] += time.perf_counter() - t0
             env[layer.name] = out[0] if isinstance(out, tuple) else out     # LIF: (spikes, membranes)
-            view = {n: env[n].numpy()[:, 0] for n in layer.inputs if n != INPUT}
+            view = {n: env[n].numpy()[:, 0] for n in layer.inputs if n != INPUT or frames}
             yield i, layer, view
             if kept is not None and KINDS[layer.kind].output == "spikes":     # 0/1, whatever the engine's dtype
                 kept[layer.name] = env[layer.name].numpy().astype(np.int8)

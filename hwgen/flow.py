@@ -66,16 +66,20 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
     log(f"model: {spec.describe()}")
     opts = argparse.Namespace(images=images, allow_upscale=allow_upscale,
                               **{k: (preprocessing or {}).get(k) for k in ("crop_pct", "interpolation", "mean", "std")})
-    pre = preprocessing_for_model(cfg, opts)
-    source = image_source(images or ("digits:train" if pre.kind == "digits" else "random"), pre, opts)
+    pre = preprocessing_for_model(cfg, opts, events=_event_camera(checkpoint))
+    default = {"digits": "digits:train", "events": "events:train"}.get(pre.kind, "random")
+    source = image_source(images or default, pre, opts)
     n_calib, n_samples = min(calib, len(source)), min(samples, len(source))
     pixels, labels = source.load(0, n_samples)
     shape = [cfg["in_channels"], cfg["img_size_h"], cfg["img_size_w"]]
     log(f"model: {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, input {shape}, T={net.T}, "
         f"kd={cfg['kd']}; images: {source.name} ({len(source)}), {n_calib} for calibration, {n_samples} traced")
 
-    # the chip takes 8-bit pixels: the normalization joins the encoding conv (docs/arithmetic.md)
-    folded = fold_input_normalization(fold_model(net), pre.scale, pre.offset, height=shape[1], width=shape[2])
+    # the chip takes 8-bit pixels: the normalization joins the encoding conv (docs/arithmetic.md);
+    # event frames are spikes already, taken as they are (docs/events.md)
+    events = pre.kind == "events"
+    folded = fold_model(net) if events else \
+        fold_input_normalization(fold_model(net), pre.scale, pre.offset, height=shape[1], width=shape[2])
     if target_rates is not None:
         if random_init is None:
             raise ValueError("target_rates reshapes a random-weight model; a checkpoint keeps its own rates")
@@ -87,9 +91,14 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
                                          high=target_rates[1], seed=random_init)
         log(f"firing rates calibrated to ({target_rates[0]}, {target_rates[1]}) on {n_calib} image(s): "
             f"{min(reached.values()):.3f} .. {max(reached.values()):.3f}, mean {sum(reached.values()) / len(reached):.3f}")
-    program = quantize(folded, hw, weight_bits=weight_bits, input_scale=1.0, input_shape=shape, model_name=spec.name)
-    program.header["input"].update(pixels=f"uint8 0..{pre.levels} after resize and crop",
-                                   normalization={"scale": list(pre.scale), "offset": list(pre.offset)})
+    program = quantize(folded, hw, weight_bits=weight_bits, input_scale=1.0, input_shape=shape, model_name=spec.name,
+                       spike_frames=events)
+    if events:
+        program.header["input"].update(pixels=f"binary event frames [T = {net.T}, {', '.join(map(str, shape))}] per "
+                                              "image, channel 0 OFF, 1 ON (golden.events)")
+    else:
+        program.header["input"].update(pixels=f"uint8 0..{pre.levels} after resize and crop",
+                                       normalization={"scale": list(pre.scale), "offset": list(pre.offset)})
     program.header["preprocessing"] = pre.as_dict()
     short = place_parameters(program).shortfalls()      # before the calibration runs: it takes a while
     if short:
@@ -117,6 +126,22 @@ def quantize_checkpoint(checkpoint: str | Path | None, hw: HwConfig | str | Path
     log(f"wrote {out}: {len(program.layers)} layers ({convs} conv), {weight_bits}-bit weights, widest accumulator "
         f"{max(layer.attrs.get('acc_bits', 0) for layer in program.layers)} of {hw.accumulator.accumulator_width} bits")
     return Path(out)
+
+
+def _event_camera(checkpoint) -> dict | None:
+    """The event camera a checkpoint was trained with (``args.events_camera``, tools/train_events.py)."""
+    if checkpoint is None:
+        return None
+    from golden.checkpoint import read_checkpoint
+
+    obj = read_checkpoint(checkpoint, trusted=True)
+    args = obj.get("args") if isinstance(obj, dict) else None
+    camera = getattr(args, "events_camera", None) if args is not None and not isinstance(args, dict) else \
+        (args or {}).get("events_camera")
+    if camera is None:
+        return None
+    split_seed = getattr(args, "split_seed", 0) if not isinstance(args, dict) else args.get("split_seed", 0)
+    return {"camera": dict(camera), "split_seed": int(split_seed)}
 
 
 def float_model_of(program, checkpoint: str | Path | None = None):
@@ -160,7 +185,7 @@ def evaluate_program(program_dir: str | Path, *, images: str | None = None, star
 
     program = load_program(program_dir)
     pre = preprocessing_of(program.header)
-    spec = images or ("digits:test" if pre.kind == "digits" else None)
+    spec = images or {"digits": "digits:test", "events": "events:test"}.get(pre.kind)
     if spec is None:
         raise ValueError("give the images to evaluate on (a labelled ImageFolder for accuracy)")
     source = image_source(spec, pre, argparse.Namespace(start=start, count=count, allow_upscale=allow_upscale))

@@ -22,7 +22,8 @@ __all__ = ["add_image_options", "add_preprocessing_options", "is_digits_shape", 
 def add_image_options(p: argparse.ArgumentParser, *, default_help: str, select: bool = True) -> None:
     p.add_argument("--images", metavar="SOURCE",
                    help="image folder (ImageFolder layout: labelled; flat: unlabelled), .npy/.pt tensor file, "
-                        f"'digits[:train|test]' or 'random[:SEED]' ({default_help})")
+                        f"'digits[:train|test]', 'events[:train|test]' (event frames, for an event model) or "
+                        f"'random[:SEED]' ({default_help})")
     if select:
         p.add_argument("--start", type=int, default=0, help="first image of the source (default 0)")
         p.add_argument("--count", type=int, help="images from --start (default: all)")
@@ -44,8 +45,10 @@ def is_digits_shape(channels: int, height: int, width: int, classes: int) -> boo
     return (channels, height, width, classes) == (1, 32, 32, 10)
 
 
-def preprocessing_for_model(config: dict, args: argparse.Namespace) -> "Preprocessing":
-    """The preprocessing for a model's ``config`` (its constructor arguments) and the CLI overrides."""
+def preprocessing_for_model(config: dict, args: argparse.Namespace, *, events: dict | None = None) -> "Preprocessing":
+    """The preprocessing for a model's ``config`` (its constructor arguments) and the CLI overrides.
+    ``events`` (the camera of a model trained on event frames, from its checkpoint: ``camera``,
+    ``split_seed``), or ``--images events[:split]``: spike frames (golden.events), ``T`` of them."""
     from golden.images import Preprocessing
 
     c, h, w = config["in_channels"], config["img_size_h"], config["img_size_w"]
@@ -53,6 +56,13 @@ def preprocessing_for_model(config: dict, args: argparse.Namespace) -> "Preproce
         raise ValueError(f"img_size_h = {h}, img_size_w = {w}: the preprocessing crops square images")
     overrides = dict(crop_pct=args.crop_pct, interpolation=args.interpolation,
                      mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None)
+    if events is not None or str(args.images or "").startswith("events"):
+        if any(v is not None for v in overrides.values()):
+            raise ValueError("event frames are spikes, not photos: --crop-pct, --interpolation, --mean and --std "
+                             "do not apply")
+        events = events or {}
+        return Preprocessing.event_frames(h, config["T"], events.get("camera"), split_seed=events.get("split_seed", 0),
+                                          channels=c)
     if is_digits_shape(c, h, w, config["num_classes"]) and not any(v is not None for v in overrides.values()) \
             and (args.images is None or str(args.images).startswith("digits")):
         return Preprocessing.digits(h)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract.config import HwConfig
-from contract.program import Layer, Program
+from contract.program import INPUT, Layer, Program
 from hwgen.compiler.kinds import core_kind
 from hwgen.compiler.padding import pad_heads
 from hwgen.compiler.placement import LayerPlacement, ParameterPlacement, place_parameters
@@ -112,6 +112,16 @@ class CoreImage:
         for name, value in self.constants.items():       # e.g. the encoding conv's border correction
             loads += self.tensor_loads(name, value[None])
         return loads
+
+    def input_loads(self, image: np.ndarray) -> list[tuple[Target, int, int]]:
+        """What the host writes for one image: its spike frames ``[T, C, H, W]`` into the spike
+        memory (a spike-input program), or its integer pixels ``[C, H, W]`` into the pixel memory
+        when an instruction reads them; nothing else."""
+        if INPUT in self.regions:
+            return self.tensor_loads(INPUT, image)
+        if any(f.get("pixels") for f in self.instructions):
+            return self.pixel_loads(image)
+        return []
 
     def pixel_loads(self, pixels: np.ndarray) -> list[tuple[Target, int, int]]:
         """One integer image ``[C, H, W]`` -> pixel memory words, position-major."""
@@ -231,9 +241,16 @@ class Compilation:
         return self.regions[name]
 
     def tensor(self, name: str, layer: Layer) -> Region:
-        """The region of an input tensor, placing it for preloading when a slice starts after it."""
+        """The region of an input tensor, placing it for preloading when a slice starts after it.
+        Spike frames (the program's ``"input"`` read as spikes, one frame per timestep) get a
+        spike-memory region the host writes with every image (:meth:`CoreImage.input_loads`)."""
         if name in self.regions:
             return self.regions[name]
+        if name == INPUT:
+            self.need(layer.kind == "conv" and layer.attrs.get("input") == "spikes", layer,
+                      "only the encoding conv of a spike-input program reads the input from the spike memory")
+            shape = tuple(layer.attrs["in_shape"])
+            return self.place(INPUT, "spikes", int(np.prod(shape[1:])), shape[0], shape, self.T)
         src = core_kind(self.layers[name].kind)
         shape = tuple(self.layers[name].shape)
         channels = shape[0]

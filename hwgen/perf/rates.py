@@ -67,7 +67,8 @@ def spike_inputs(layer: Layer) -> dict[str, str]:
     a membrane shortcut's integers are not spikes)."""
     kind, a = layer.kind, layer.attrs
     if kind == "conv":
-        return {} if a.get("input") == "pixels" or layer.inputs[0] == INPUT else {"input": layer.inputs[0]}
+        pixels = a.get("input", "pixels" if layer.inputs[0] == INPUT else "spikes") == "pixels"   # spike frames: spikes
+        return {} if pixels else {"input": layer.inputs[0]}
     if kind == "linear":
         return {"input": layer.inputs[0]}
     if kind == "sdsa":

@@ -127,9 +127,8 @@ def write_script(image: CoreImage, pixels: np.ndarray, path: Path,
                  preload: list[dict[str, np.ndarray]] | None = None) -> None:
     """Loads of the static memories, then per image its pixels (and preloaded tensors) and a run."""
     lines = [f"0 {int(sel):x} {addr:x} {word:x}" for sel, addr, word in image.static_loads()]
-    reads_pixels = any(f.get("pixels") for f in image.instructions)
     for b, img in enumerate(pixels):
-        loads = image.pixel_loads(img) if reads_pixels else []
+        loads = image.input_loads(img)        # its pixels, or its spike frames
         for name, value in (preload[b] if preload else {}).items():
             loads += image.tensor_loads(name, value)
         lines += [f"0 {int(sel):x} {addr:x} {word:x}" for sel, addr, word in loads]

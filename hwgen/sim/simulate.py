@@ -63,7 +63,7 @@ def images_for(program: Program, program_dir: Path, spec: str | None = None, *, 
     from hwgen.inputs import preprocessing_of
 
     pre = preprocessing_of(program.header)
-    spec = spec or ("digits:test" if pre.kind == "digits" else "traces")
+    spec = spec or {"digits": "digits:test", "events": "events:test"}.get(pre.kind, "traces")
     if spec == "traces":
         from golden.export import load_traces
 

@@ -80,6 +80,12 @@ def _report(image, result, traces):
             rate = f" input rate {float(np.mean(traces[layer.inputs[0]][:, 0])):.3f}"
         print(f"{layer.name:28s} {layer.kind:5s} {stats.cycles:>10,d} cycles {stats.additions:>11,d} additions{rate}")
     print(f"block: {result.cycles:,d} cycles")
+    totals: dict[str, list[int]] = {}
+    for stats in result.layers:          # the RTL's traffic counters (check_image holds them to the model)
+        for memory, (r, w) in stats.traffic.items():
+            t = totals.setdefault(memory, [0, 0])
+            t[0], t[1] = t[0] + r, t[1] + w
+    print("words read / written: " + ", ".join(f"{k} {r:,d} / {w:,d}" for k, (r, w) in totals.items()))
 
 
 def _check(image, result, traces, tokens: int):

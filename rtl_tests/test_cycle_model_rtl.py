@@ -3,10 +3,12 @@
 Every core test already holds the model to the RTL: ``hwgen.sim.simulate.check_image`` compares
 the cycles, additions and events of every instruction after the values. Here, on one simulated
 run of the digits model at T = 4 (two held-out images; every op of the core, four timesteps,
-the folded head), the comparison is shown per instruction kind, and deliberately wrong model
-terms must be caught by that same check, naming image, instruction, model and RTL. Under
+the folded head), the comparison is shown per instruction kind and per memory (the traffic
+counters), and deliberately wrong model terms (and an RTL counter off by one) must be caught by
+that same check, naming image, instruction, model and RTL. Under
 ``-m slow``: single layers on spike maps chosen to stress the feeder and the accumulator.
 """
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,52 @@ def test_a_wrong_model_term_is_caught_by_check_image(t4_run, monkeypatch, term, 
         check_image(image, results[1], golden, 1)
     with pytest.raises(CycleMismatchError, match=message):
         check_cycles(image, results[1].layers, golden, 1)
+
+
+def test_traffic_model_equals_the_rtl_on_every_memory(t4_run):
+    """Every memory and direction of every instruction: the counters the core reports equal
+    ``layer_traffic`` of the cycle model's work (check_cycles compares them; here spelled out)."""
+    image, results, golden = t4_run
+    for b, result in enumerate(results):
+        model = check_cycles(image, result.layers, golden, b)
+        for m, stats in zip(model, result.layers):
+            assert {k: v for k, v in m.traffic.items() if v != (0, 0)} == \
+                {k: v for k, v in stats.traffic.items() if v != (0, 0)}, (b, m.pc, m.name)
+    totals = {}
+    for stats in results[0].layers:
+        for memory, (r, w) in stats.traffic.items():
+            t = totals.setdefault(memory, [0, 0])
+            t[0], t[1] = t[0] + r, t[1] + w
+    print("image 0, words read / written: " + ", ".join(f"{k} {r:,d}/{w:,d}" for k, (r, w) in totals.items()))
+
+
+def test_a_wrong_traffic_term_is_caught_by_check_image(t4_run, monkeypatch):
+    """A wrong model term (the gatherer reading only q and k, as if v cost nothing) is caught at
+    the first SDSA instruction, naming image, instruction, memory, direction, model and RTL."""
+    from hwgen.compiler import kinds
+
+    image, results, golden = t4_run
+    pc, name = _first(image, "sdsa")
+    got = results[1].layers[pc].traffic["spikes"][0]
+    monkeypatch.setattr(kinds, "input_fields", lambda variant: ("q", "k"))
+    want = instruction_cycles(image, golden, 1)[pc].traffic["spikes"][0]
+    assert want * 3 == got * 2
+    message = rf"image 1, instruction {pc} {name} \(sdsa\): traffic model {want} spikes reads, RTL {got} \(\+{got - want}\)"
+    with pytest.raises(MismatchError, match=message):
+        check_image(image, results[1], golden, 1)
+
+
+def test_an_rtl_traffic_counter_off_by_one_is_caught(t4_run):
+    """One counter of the RTL's result off by one (the folded head's accumulator writes) is named."""
+    image, results, golden = t4_run
+    pc, name = _first(image, "linear", folded=True)
+    stats = results[1].layers[pc]
+    reads, writes = stats.traffic["accumulators"]
+    wrong = dataclasses.replace(stats, traffic={**stats.traffic, "accumulators": (reads, writes + 1)})
+    result = dataclasses.replace(results[1], layers=[*results[1].layers[:pc], wrong, *results[1].layers[pc + 1:]])
+    message = rf"image 1, instruction {pc} {name} \(linear\): traffic model {writes} accumulators writes, RTL {writes + 1} \(\+1\)"
+    with pytest.raises(MismatchError, match=message):
+        check_image(image, result, golden, 1)
 
 
 def _spike_map(rng, shape, kind: str):

@@ -14,8 +14,10 @@ the steps are multiplied in a pairwise tree (:func:`maxplus_chain`), so a layer 
 vectorised passes over its spike map and no Python loop per event: the 15M model at 224 x 224
 takes about a second per image. LIF, MASK and REDUCE cost a fixed number of cycles per word.
 
-The same walk knows every word each engine reads and writes, which is where per-memory traffic
-counters would be added. The model reads only the compiled image (instruction fields,
+The same walk gives the exact work the memory traffic depends on (a CONV's accumulator
+operations, an SDSA layer's K^T V or counter reads and updates): per instruction, the words
+read and written per memory are :func:`hwgen.perf.memory.layer_traffic` of that work, held to
+the core's traffic counters like the cycles. The model reads only the compiled image (instruction fields,
 descriptors, tensor placement) and the tensors; it imports neither the gateware's top, nor the
 simulation, nor the golden engine.
 """
@@ -29,6 +31,8 @@ import numpy as np
 from contract.program import INPUT
 from hwgen.compiler.image import CoreImage, to_words
 from hwgen.core.isa import Op
+from hwgen.perf.energy import Work
+from hwgen.perf.memory import MEMORIES, layer_traffic
 
 __all__ = ["NEG", "ConvTiming", "CycleMismatchError", "InstructionCycles", "check_cycles", "conv_cycles", "conv_timing",
            "instruction_cycles", "maxplus_chain", "sdsa_cycles"]
@@ -75,7 +79,9 @@ SDSA_TAIL = 3
 class InstructionCycles:
     """The model's counts for one instruction, as the core reports them on ``layer``: ``cycles``
     (fetch to done), synaptic ``additions``, input ``events`` (spikes, or SDSA token beats), and
-    ``terms``, a breakdown of the cycles (they sum to ``cycles``)."""
+    ``terms``, a breakdown of the cycles (they sum to ``cycles``), and ``traffic``, the words it
+    reads and writes per memory ``{memory: (reads, writes)}`` (every memory of
+    ``hwgen.perf.memory.MEMORIES``), as ``layer.traffic`` counts them."""
 
     pc: int
     name: str
@@ -84,6 +90,7 @@ class InstructionCycles:
     additions: int
     events: int
     terms: dict[str, int] = field(default_factory=dict)
+    traffic: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class CycleMismatchError(AssertionError):
@@ -330,7 +337,8 @@ def _stored(image: CoreImage, name: str, tensors: Mapping[str, np.ndarray], b: i
 
 
 def _sdsa(image: CoreImage, layer, fields: dict, tensors: Mapping[str, np.ndarray], b: int):
-    """(cycles, additions, events, terms) of an SDSA instruction (docs/sdsa.md, "Cycles")."""
+    """(cycles, additions, events, terms, the work its traffic depends on) of an SDSA instruction
+    (docs/sdsa.md, "Cycles")."""
     cfg, a = image.hw.sdsa, layer.attrs
     L, P = cfg.lanes, cfg.out_blocks
     T, N, heads, d = fields["timesteps"], fields["tokens"], fields["heads"], fields["head_dim"]
@@ -347,6 +355,7 @@ def _sdsa(image: CoreImage, layer, fields: dict, tensors: Mapping[str, np.ndarra
         ops = np.concatenate([kv_ops, qa_ops], axis=1)               # per timestep: K^T V pass, A pass
         additions = int(d * (k.sum() + live.sum()))
         drain = 0
+        kv_updates, kv_reads = int(kv_ops.sum()), int(B * live.sum())      # KV_ADD, A_ADD (ZERO reads nothing)
     else:
         s = q * _stored(image, a["k"], tensors, b, heads, d) if cfg.variant == 1 else q
         padded = np.concatenate([s, np.zeros((T, N, heads, B * L - d), dtype=np.int64)], axis=3)
@@ -354,8 +363,10 @@ def _sdsa(image: CoreImage, layer, fields: dict, tensors: Mapping[str, np.ndarra
         ops = blocks.sum(axis=(2, 3))
         additions = int((blocks * np.minimum(L, d - L * np.arange(B))).sum())
         drain = heads * B                                             # the counters, read out per timestep
+        # COUNT_ADD; READ_OUT of the blocks written in the timestep (the others go out as ZERO)
+        kv_updates, kv_reads = int(blocks.sum()), int(blocks.any(axis=1).sum())
     cycles, terms = sdsa_cycles(ops, words=fields["in_words"], drain=drain)
-    return cycles, additions, int(ops.size), terms
+    return cycles, additions, int(ops.size), terms, Work(kv_updates=kv_updates, kv_reads=kv_reads)
 
 
 # ---- the program ----------------------------------------------------------------------------------
@@ -368,6 +379,7 @@ def instruction_cycles(image: CoreImage, tensors: Mapping[str, np.ndarray], b: i
     for pc, (layer, fields) in enumerate(zip(image.layers, image.instructions)):
         op = fields["op"]
         additions = events = 0
+        work = Work()
         if op == Op.CONV:
             timing = conv_timing(image, fields)
             per_word = _input_events(image, layer, fields, tensors, b)
@@ -375,8 +387,9 @@ def instruction_cycles(image: CoreImage, tensors: Mapping[str, np.ndarray], b: i
             events = int(per_word.sum())
             offsets = np.repeat(timing.offsets, timing.in_words)
             additions = int((per_word * offsets[None]).sum()) * timing.additions_per_offset
+            work = Work(weight_words=terms["operations"])       # one weight word per issued operation
         elif op == Op.SDSA:
-            cycles, additions, events, terms = _sdsa(image, layer, fields, tensors, b)
+            cycles, additions, events, terms, work = _sdsa(image, layer, fields, tensors, b)
         else:
             if op == Op.LIF:        # one beat of lanes neurons per cycle through the LIF core
                 terms = {"sequencer": SEQUENCER, "words": fields["count"], "latency": LIF_LATENCY}
@@ -388,7 +401,9 @@ def instruction_cycles(image: CoreImage, tensors: Mapping[str, np.ndarray], b: i
             else:
                 raise ValueError(f"instruction {pc} ({layer.name}): op {op!r} has no cycle model")
             cycles = sum(terms.values())
-        out.append(InstructionCycles(pc, layer.name, layer.kind, int(cycles), additions, events, terms))
+        traffic = layer_traffic(layer, work, image.program.T, image.lanes, {})
+        counts = {m: tuple(int(v) for v in traffic.get(m, (0, 0))) for m in MEMORIES}
+        out.append(InstructionCycles(pc, layer.name, layer.kind, int(cycles), additions, events, terms, counts))
     return out
 
 
@@ -396,10 +411,10 @@ def check_cycles(image: CoreImage, measured: Sequence, tensors: Mapping[str, np.
                  index: int | None = None, error: type[Exception] = CycleMismatchError,
                  model: list[InstructionCycles] | None = None) -> list[InstructionCycles]:
     """Compare the RTL's counters of one image (``measured[pc].cycles``, ``.additions``,
-    ``.events``, e.g. ``hwgen.sim.core.LayerStats``) with the model for image ``b`` of
-    ``tensors``; raise ``error`` at the first instruction that differs, naming the image
-    (``index``, by default ``b``), the instruction (pc and layer), the counter, model and RTL.
-    Returns the model."""
+    ``.events`` and ``.traffic``, e.g. ``hwgen.sim.core.LayerStats``) with the model for image
+    ``b`` of ``tensors``; raise ``error`` at the first instruction that differs, naming the image
+    (``index``, by default ``b``), the instruction (pc and layer), the counter (for traffic: the
+    memory and the direction), model and RTL. Returns the model."""
     model = model if model is not None else instruction_cycles(image, tensors, b)
     which = b if index is None else index
     if len(measured) != len(model):
@@ -411,4 +426,12 @@ def check_cycles(image: CoreImage, measured: Sequence, tensors: Mapping[str, np.
                 terms = ", ".join(f"{k} {v}" for k, v in want.terms.items())
                 raise error(f"image {which}, instruction {want.pc} {want.name} ({want.kind}): cycle model {w} "
                             f"{counter}, RTL {g} ({g - w:+d}; model terms: {terms})")
+        rtl = getattr(got, "traffic", None) or {}
+        for memory in dict.fromkeys([*want.traffic, *rtl]):
+            for i, direction in enumerate(("reads", "writes")):
+                w = want.traffic.get(memory, (0, 0))[i]
+                g = int(rtl.get(memory, (0, 0))[i])
+                if w != g:
+                    raise error(f"image {which}, instruction {want.pc} {want.name} ({want.kind}): traffic model "
+                                f"{w} {memory} {direction}, RTL {g} ({g - w:+d})")
     return model

@@ -15,6 +15,12 @@ or the int memory; the golden side of the same kinds is ``golden.kinds``). Per k
 ``cycle_bound``      the fewest cycles its unit could take for the work it did (``hwgen sim``)
 ``spike_inputs``     which inputs are spike tensors (the input firing rate in the report)
 ``heads``, ``pad``   attention heads padded to whole words (``hwgen.compiler.padding``)
+``spike_roles``,     performance (``hwgen.perf``, ``hwgen estimate``): the spike tensors a rate
+``paper_flops``,     table must give, the paper's FLOPs and counting, the datapath's work (exact
+``paper_work``,      from tensors or expected from rates), the estimate's cycle bound, and the
+``datapath_work``,   words read and written per memory (the model the core's traffic counters
+``estimate_bound``,  are held to)
+``traffic``
 ===================  ==========================================================================
 
 docs/core.md describes the instructions and engines; docs/adding-a-layer-kind.md what a new
@@ -30,6 +36,9 @@ import numpy as np
 from contract.program import INPUT, KINDS, Layer, check_registry
 from hwgen.core.isa import Op
 from hwgen.layout import ConvGeometry
+from hwgen.perf import energy as perf
+from hwgen.perf.energy import Work
+from hwgen.units.sdsa_stages import input_fields
 
 if TYPE_CHECKING:
     from hwgen.compiler.image import Compilation
@@ -72,6 +81,37 @@ class CoreKind:
     def spike_inputs(self, layer: Layer) -> tuple[int, ...]:
         return ()
 
+    # ---- performance (hwgen.perf, docs/energy.md) ------------------------------------------
+    def spike_roles(self, layer: Layer) -> dict[str, str]:
+        """The spike tensors it consumes, role -> tensor name (``hwgen.perf.rates``: the rates a
+        rate table must give)."""
+        return {}
+
+    def paper_flops(self, layer: Layer) -> dict[str, float]:
+        """Dense operations per timestep by the paper's formulas, by spike role (none: not counted)."""
+        return {}
+
+    def paper_work(self, layer: Layer, rates, T: int, lanes: int) -> Work:
+        """Its work in the paper's counting (``hwgen.perf.energy.paper_work``)."""
+        return Work()
+
+    def datapath_work(self, layer: Layer, T: int, lanes: int, c: perf.Counting) -> Work:
+        """The work its unit does (``hwgen.perf.energy.datapath_work``), exact from ``c.tensors``
+        or expected from ``c.rates``."""
+        return Work()
+
+    def estimate_bound(self, layer: Layer, work: Work, T: int, words) -> float:
+        """The fewest cycles its unit could take for ``work`` (``hwgen estimate``): the words it
+        streams, one a cycle, by default those of its output."""
+        return float(T * _positions(layer) * words(layer.shape[0]))
+
+    def traffic(self, layer: Layer, work: Work, T: int, words, add) -> None:
+        """The words its instruction reads and writes besides its fetch: ``add(memory, reads=,
+        writes=)`` per memory, for ``work`` over ``T`` timesteps; ``words(channels)``: memory
+        words of that many channels (``hwgen.perf.memory.layer_traffic``: with the exact work of
+        an image, exactly what the core's traffic counters report)."""
+        raise NotImplementedError(f"{self.name}: no traffic model")
+
     def pixels(self, layer: Layer) -> bool:
         """Reads the image (pixel bit planes), not spikes."""
         return False
@@ -85,6 +125,12 @@ class CoreKind:
         ``padded_inputs`` the padded tensors it reads."""
         if padded_inputs:
             p.refuse(f"{layer.name} ({layer.kind}): reads the padded {padded_inputs[0]}")
+
+
+def _positions(layer: Layer) -> int:
+    """Positions of the layer's output per timestep (1 for a vector)."""
+    shape = layer.shape
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 1
 
 
 def _additions_bound(fields: dict, additions: int, lanes: int) -> int:
@@ -109,6 +155,36 @@ class _Accumulate(CoreKind):
 
     def spike_inputs(self, layer):
         return () if self.pixels(layer) else (0,)
+
+    def spike_roles(self, layer):
+        # the image is pixels unless the layer says it reads spike frames
+        pixels = layer.attrs.get("input", "pixels" if layer.inputs[0] == INPUT else "spikes") == "pixels"
+        return {} if pixels else {"input": layer.inputs[0]}
+
+    def paper_flops(self, layer):
+        g = self.geometry(layer)
+        return {"input": float(g.kernel ** 2 * g.out_h * g.out_w * g.cg_in * g.c_out)}
+
+    def paper_work(self, layer, rates, T, lanes):
+        return perf.accumulate_paper_work(layer, self.geometry(layer), self.pixels(layer),
+                                          self.paper_flops(layer)["input"], rates, lanes)
+
+    def datapath_work(self, layer, T, lanes, c):
+        return perf.accumulate_datapath_work(layer, self.geometry(layer), self.pixels(layer), T, lanes, c)
+
+    def estimate_bound(self, layer, work, T, words):
+        return float(words(work.additions))            # lanes additions a cycle
+
+    def traffic(self, layer, work, T, words, add):
+        geo = self.geometry(layer)
+        D = geo.out_h * geo.out_w * geo.groups * words(geo.cg_out)       # accumulator words walked
+        pixels = self.pixels(layer)
+        add("pixels" if pixels else "spikes", reads=T * geo.h * geo.w * (geo.c_in if pixels else words(geo.c_in)))
+        add("weights", reads=work.weight_words)
+        add("accumulators", reads=work.weight_words + T * D, writes=work.weight_words + (T + 1) * D)
+        add("biases", reads=(T + 1) * D)
+        residual = bool(layer.attrs.get("residual")) or "border" in layer.arrays
+        add("ints", reads=T * D if residual else 0, writes=T * D)
 
     def _fields(self, c: Compilation, layer: Layer, c_in: int, h: int, w: int, residual: str | None) -> dict:
         acc, core = c.hw.accumulator, c.hw.core
@@ -222,6 +298,16 @@ class Lif(CoreKind):
     def cycle_bound(self, fields, additions, lanes):
         return fields["count"]
 
+    def datapath_work(self, layer, T, lanes, c):
+        return Work(neuron_updates=T * _positions(layer) * math.ceil(layer.shape[0] / lanes) * lanes)
+
+    def traffic(self, layer, work, T, words, add):
+        beats = T * _positions(layer) * words(layer.shape[0])
+        add("ints", reads=beats)
+        add("spikes", writes=beats)
+        add("membranes", reads=beats, writes=beats)
+        add("thresholds", reads=beats)
+
     def pad(self, p, layer, out_map, padded_inputs):
         if out_map is None:
             return super().pad(p, layer, out_map, padded_inputs)
@@ -258,6 +344,34 @@ class Sdsa(CoreKind):
     def spike_inputs(self, layer):
         return tuple(range(len(layer.inputs)))
 
+    def spike_roles(self, layer):
+        a = layer.attrs
+        return {role: a[role] for role in ("q", "k", "v") if a.get(role)}
+
+    def paper_flops(self, layer):
+        a = layer.attrs
+        if a["variant"] not in (3, 4):
+            return {}
+        n_d_c = float(a["tokens"] * a["head_dim"] * a["heads"] * a["head_dim"])
+        return {"k": n_d_c, "q": n_d_c}
+
+    def paper_work(self, layer, rates, T, lanes):
+        return perf.sdsa_paper_work(layer, self.paper_flops(layer), rates, lanes)
+
+    def datapath_work(self, layer, T, lanes, c):
+        return perf.sdsa_datapath_work(layer, T, lanes, c)
+
+    def estimate_bound(self, layer, work, T, words):
+        return float(words(work.additions))
+
+    def traffic(self, layer, work, T, words, add):
+        a = layer.attrs
+        passes = 2 if a["variant"] in (3, 4) else 1
+        fields = len(input_fields(a["variant"]))                    # words read per token word
+        add("spikes", reads=T * passes * a["tokens"] * words(a["heads"] * a["head_dim"]) * fields)
+        add("kv", reads=work.kv_updates + work.kv_reads, writes=work.kv_updates)
+        add("ints", writes=T * _positions(layer) * words(layer.shape[0]))
+
     def heads(self, layer):
         a = layer.attrs
         return a["heads"], a["head_dim"], tuple(n for n in (a["q"], a["k"], a["v"], layer.name) if n)
@@ -286,6 +400,14 @@ class Mask(CoreKind):
     def spike_inputs(self, layer):
         return (1,)
 
+    def spike_roles(self, layer):
+        a = layer.attrs
+        return {"mask": a.get("mask", layer.inputs[0]), "v": a.get("v", layer.inputs[1])}
+
+    def traffic(self, layer, work, T, words, add):
+        n = T * _positions(layer) * words(layer.shape[0])
+        add("spikes", reads=2 * n, writes=n)
+
     def pad(self, p, layer, out_map, padded_inputs):
         if out_map is None:
             return super().pad(p, layer, out_map, padded_inputs)
@@ -302,6 +424,16 @@ class TokenSum(CoreKind):
         out = c.place(layer.name, self.memory, 1, src.channels, tuple(layer.shape))
         return dict(op=Op.REDUCE, a_base=src.base, a_step=src.step, outer=c.T, count=src.positions,
                     in_stride=src.words, in_words=src.words, dst_base=out.base)
+
+    def datapath_work(self, layer, T, lanes, c):
+        return Work(vector_adds=T * layer.attrs["tokens"] * math.ceil(layer.shape[0] / lanes) * lanes)
+
+    def estimate_bound(self, layer, work, T, words):
+        return float(T * layer.attrs["tokens"] * words(layer.shape[0]))
+
+    def traffic(self, layer, work, T, words, add):
+        w = words(layer.shape[0])
+        add("ints", reads=T * layer.attrs["tokens"] * w, writes=T * w)
 
 
 class Readout(CoreKind):
@@ -325,6 +457,16 @@ class Readout(CoreKind):
                       timesteps=c.T if self.per_timestep else 1)
         return dict(op=Op.REDUCE, a_base=src.base, a_step=0, outer=1, count=c.T * len(heads), in_stride=src.step,
                     in_words=src.words, dst_base=out.base)
+
+    def datapath_work(self, layer, T, lanes, c):
+        return Work(vector_adds=T * len(layer.inputs) * math.ceil(layer.shape[0] / lanes) * lanes)
+
+    def estimate_bound(self, layer, work, T, words):
+        return float(T * len(layer.inputs) * words(layer.shape[0]))
+
+    def traffic(self, layer, work, T, words, add):
+        w = words(layer.shape[0])
+        add("ints", reads=T * len(layer.inputs) * w, writes=w)
 
 
 #: program kind -> what the core does with it, in the order of contract.program.KINDS

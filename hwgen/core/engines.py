@@ -108,8 +108,8 @@ class EventFeeder(_Engine):
         slot_frees = ~slot_valid | (take & last_bit)
         consume = pend & ((land == 0) | slot_frees)
         issue = running & ~exhausted & ~flushing & (~pend | consume)
-        for port in (self.spikes, self.pixels):
-            m.d.comb += [port.addr.eq(addr), port.en.eq(issue)]
+        for port, reads in ((self.spikes, ~ins.pixels), (self.pixels, ins.pixels)):   # the one it scans
+            m.d.comb += [port.addr.eq(addr), port.en.eq(issue & reads)]
 
         with m.If(issue):
             m.d.sync += [pend.eq(1), pend_ci.eq(ci), pend_y.eq(y), pend_x.eq(x), addr.eq(addr + 1)]
@@ -176,10 +176,12 @@ class DrainWriter(_Engine):
         last = self.sums.payload.last
         next_i = Mux(take, Mux(last, 0, i + 1), i)
         next_res = Mux(take & last, res_t + ins.b_step, res_t)
+        final = take & last & (t == ins.timesteps - 1)
         m.d.comb += [
             self.sums.ready.eq(running & primed),
+            # the residual word of the next sum: first when priming, then after each sum but the last
             self.residual.addr.eq(next_res + next_i),
-            self.residual.en.eq(running),
+            self.residual.en.eq(running & ins.residual & (~primed | (take & ~final))),
             self.out.en.eq(take),
             self.out.addr.eq(dst_t + i),
         ]
@@ -226,7 +228,9 @@ class LifStreamer(_Engine):
         cur = self.currents
         m.d.comb += cur.valid.eq(running & primed & (j != ins.count))
         take = cur.valid & cur.ready
-        m.d.comb += [self.source.addr.eq(ins.a_base + j + take), self.source.en.eq(running)]
+        # the word of the next beat: first when priming, then after each beat but the last
+        m.d.comb += [self.source.addr.eq(ins.a_base + j + take),
+                     self.source.en.eq(running & (~primed | (take & (j != ins.count - 1))))]
         for lane in range(self._hw.lif.lanes):
             m.d.comb += cur.payload[lane].eq(self.source.data[lane] << ins.input_shift)
 
@@ -295,8 +299,10 @@ class TokenGatherer(_Engine):
 
         ports = {"q": (self.q, ins.a_base), "k": (self.k, ins.b_base), "v": (self.v, ins.c_base)}
         issue = running & ~exhausted & ~next_full & ~(pend & pend_last)
-        for port, base in ports.values():
-            m.d.comb += [port.addr.eq(base + off), port.en.eq(issue)]
+        for f, (port, base) in ports.items():
+            # the variant's fields only (SDSA-3/4 read q, k, v in both passes: the unit takes k, v
+            # in the first and q in the second)
+            m.d.comb += [port.addr.eq(base + off), port.en.eq(issue if f in fields else 0)]
 
         with m.If(issue):
             m.d.sync += [pend.eq(1), pend_slot.eq(head_slot + j), pend_last.eq(w == ins.in_words - 1),

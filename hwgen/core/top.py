@@ -38,12 +38,18 @@ from hwgen.core.isa import Op, Target, address_width, instruction_layout
 from hwgen.units.accumulator import AccumulatorArray
 from hwgen.units.lif import LifCore
 from hwgen.units.sdsa import SdsaUnit
-from hwgen.units.signatures import Counters, memory_words
+from hwgen.units.signatures import CounterBank, Counters, memory_words
 
-__all__ = ["NeuromorphicCore", "load_data_width", "LAYER_COUNTERS"]
+__all__ = ["NeuromorphicCore", "load_data_width", "LAYER_COUNTERS", "TRAFFIC_COUNTERS"]
 
 #: what the core reports per instruction (``layer`` port), COUNTER_WIDTH bits each
 LAYER_COUNTERS = ("cycles", "additions", "events")
+#: the words each instruction reads and writes per memory (``layer.traffic``), COUNTER_WIDTH bits
+#: each: ``<memory>_read`` / ``<memory>_write`` for every port direction an instruction uses (the
+#: loads through ``load`` are not counted); docs/core.md, "Memory traffic"
+TRAFFIC_COUNTERS = ("program_read", "pixels_read", "spikes_read", "spikes_write", "ints_read", "ints_write",
+                    "weights_read", "biases_read", "accumulators_read", "accumulators_write",
+                    "membranes_read", "membranes_write", "thresholds_read", "kv_read", "kv_write")
 
 
 def load_data_width(hw: HwConfig) -> int:
@@ -53,7 +59,10 @@ def load_data_width(hw: HwConfig) -> int:
 
 
 def _share_read_ports(m: Module, op, memory_ports: list, users: dict) -> None:
-    """Each op's engine drives the memory's read ports (its n-th port the n-th); data fans out."""
+    """Each op's engine drives the memory's read ports (its n-th port the n-th); data fans out.
+    A port no engine of the running op uses stays disabled (a memory port's enable is 1 unless
+    driven): it reads nothing."""
+    m.d.comb += [rd.en.eq(0) for rd in memory_ports]
     for ports in users.values():
         for rd, port in zip(memory_ports, ports):
             m.d.comb += port.data.eq(rd.data)
@@ -93,7 +102,10 @@ class NeuromorphicCore(wiring.Component):
         The tensor memories' write ports (``en``, ``addr``, ``data``), for observation.
     layer : Out
         ``done`` pulses when an instruction finishes, with its ``pc``, ``cycles`` (fetch to
-        finish), synaptic ``additions`` and input ``events`` (spikes, or SDSA token beats).
+        finish), synaptic ``additions`` and input ``events`` (spikes, or SDSA token beats), and
+        ``traffic`` (:data:`TRAFFIC_COUNTERS`): the words it read and wrote in each memory, from
+        its fetch to its finish (every cycle with the port's enable asserted; the finishing
+        cycle's accesses included).
     """
 
     def __init__(self, hw: HwConfig):
@@ -111,7 +123,8 @@ class NeuromorphicCore(wiring.Component):
             "int_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(int_word(hw))})),
             "spike_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(hw.lif.lanes)})),
             "layer": Out(wiring.Signature({
-                "done": Out(1), "pc": Out(range(hw.core.program_depth)), **Counters(LAYER_COUNTERS).members})),
+                "done": Out(1), "pc": Out(range(hw.core.program_depth)), **Counters(LAYER_COUNTERS).members,
+                "traffic": Out(Counters(TRAFFIC_COUNTERS))})),
         })
 
     def elaborate(self, platform):
@@ -162,7 +175,7 @@ class NeuromorphicCore(wiring.Component):
         for engine in engines:
             m.d.comb += engine.instr.eq(instr)
 
-        m.d.comb += [prog_rd.addr.eq(pc)]
+        m.d.comb += [prog_rd.addr.eq(pc)]      # read in FETCH, held in DECODE
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -187,7 +200,7 @@ class NeuromorphicCore(wiring.Component):
                 with m.If(finished):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")), prog_rd.en.eq(fsm.ongoing("FETCH"))]
 
         op = instr.op
         # each op starts its unit and engines together; the one named last ends the instruction
@@ -241,6 +254,28 @@ class NeuromorphicCore(wiring.Component):
                           loading & (ld.sel == Target.INTS), ld)
         _share_write_port(m, op, self.busy, spk_wr, {Op.LIF: lif_io.out, Op.MASK: mask.out},
                           loading & (ld.sel == Target.SPIKES), ld)
+
+        # ---- memory traffic: every word an instruction reads or writes, per memory --------------
+        m.submodules.traffic = traffic = CounterBank({name: 3 if name == "spikes_read" else 1
+                                                      for name in TRAFFIC_COUNTERS})
+        busy = self.busy
+        strobes = {
+            "program_read": prog_rd.en, "pixels_read": pix_rd.en & busy,
+            "spikes_read": sum(port.en & busy for port in spk_rd), "spikes_write": spk_wr.en & busy,
+            "ints_read": int_rd.en & busy, "ints_write": int_wr.en & busy,
+            **{name: acc.accesses[name] for name, _ in acc.accesses.shape()},
+            **{name: lif.accesses[name] for name, _ in lif.accesses.shape()},
+            **{name: sdsa.accesses[name] for name, _ in sdsa.accesses.shape()},
+        }
+        if set(strobes) != set(TRAFFIC_COUNTERS):
+            raise AssertionError(f"traffic strobes {sorted(strobes)} != TRAFFIC_COUNTERS")
+        # cleared as an image starts and as an instruction finishes (its counts reported then,
+        # the finishing cycle's accesses included): each instruction counts from its FETCH
+        m.d.comb += traffic.clear.eq(self.start | finished)
+        for name in TRAFFIC_COUNTERS:
+            m.d.comb += [getattr(traffic.step, name).eq(strobes[name]),
+                         getattr(self.layer.traffic, name).eq(getattr(traffic.counters, name)
+                                                              + getattr(traffic.step, name))]
 
         m.d.comb += [
             self.int_write.en.eq(int_wr.en & self.busy), self.int_write.addr.eq(int_wr.addr),

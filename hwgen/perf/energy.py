@@ -50,13 +50,12 @@ from hwgen.perf.rates import LayerRates
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "Work", "reach", "conv_geometry", "paper_flops", "conv_additions_exact",
            "conv_additions_expected", "encoding_additions_exact", "sdsa_additions_exact", "paper_work",
-           "datapath_work", "paper_model_pj", "SYNAPTIC_KINDS"]
+           "datapath_work", "paper_model_pj", "Counting", "accumulate_paper_work", "sdsa_paper_work",
+           "accumulate_datapath_work", "sdsa_datapath_work"]
 
 #: the paper's energy per addition (AC) and per multiply-accumulate (MAC), pJ (45 nm, Horowitz 2014)
 E_AC_PJ = 0.9
 E_MAC_PJ = 4.6
-#: layer kinds whose operations are synaptic (weights or K^T V rows added per spike)
-SYNAPTIC_KINDS = ("conv", "linear", "sdsa")
 
 
 @dataclass
@@ -92,14 +91,17 @@ def reach(size_in: int, size_out: int, kernel: int, stride: int, padding: int) -
     return ((t % stride == 0) & (t >= 0) & (t // stride < size_out)).sum(axis=1)
 
 
+def _kind(layer: Layer):
+    """The layer's kind in the hardware-side registry, whose hooks hold the per-kind counting."""
+    from hwgen.compiler.kinds import core_kind      # amaranth: only when something is counted
+
+    return core_kind(layer.kind)
+
+
 def conv_geometry(layer: Layer) -> ConvGeometry:
-    """The accumulator geometry of a conv or linear layer (a linear layer: a 1x1 conv on one position)."""
-    a = layer.attrs
-    if layer.kind == "linear":
-        return ConvGeometry(a["in_features"], a["out_features"], 1, 1)
-    _, h, w = a["in_shape"]
-    return ConvGeometry(a["in_channels"], a["out_channels"], h, w, a["kernel"], a["stride"], a["padding"],
-                        a["groups"])
+    """The accumulator geometry of a layer on the accumulator array (a linear layer: a 1x1 conv
+    on one position): its kind's ``geometry`` hook."""
+    return _kind(layer).geometry(layer)
 
 
 def _offsets(geo: ConvGeometry) -> np.ndarray:
@@ -109,22 +111,12 @@ def _offsets(geo: ConvGeometry) -> np.ndarray:
     return ny[:, None] * nx[None, :]
 
 
-def _is_pixels(layer: Layer) -> bool:
-    return layer.kind == "conv" and layer.attrs.get("input") == "pixels"
-
-
 def paper_flops(layer: Layer) -> dict[str, float]:
     """Dense operations per timestep by the paper's formulas, by the spike input they are
     counted at: ``{"input": FLOPs}`` for a conv or linear layer (the encoding conv's are its
-    MACs), ``{"k": N d C, "q": N d C}`` for SDSA-3/4, ``{}`` for the rest."""
-    if layer.kind in ("conv", "linear"):
-        g = conv_geometry(layer)
-        return {"input": float(g.kernel ** 2 * g.out_h * g.out_w * g.cg_in * g.c_out)}
-    if layer.kind == "sdsa" and layer.attrs["variant"] in (3, 4):
-        a = layer.attrs
-        n_d_c = float(a["tokens"] * a["head_dim"] * a["heads"] * a["head_dim"])
-        return {"k": n_d_c, "q": n_d_c}
-    return {}
+    MACs), ``{"k": N d C, "q": N d C}`` for SDSA-3/4, ``{}`` for the rest (the kind's
+    ``paper_flops`` hook)."""
+    return _kind(layer).paper_flops(layer)
 
 
 def _words_per_offset(geo: ConvGeometry, lanes: int, pixels: bool) -> tuple[int, int]:
@@ -191,8 +183,9 @@ def sdsa_additions_exact(layer: Layer, q: np.ndarray, k: np.ndarray | None, lane
     pad = np.zeros((*s.shape[:3], B * lanes - d), dtype=np.int64)
     blocks = np.concatenate([s, pad], axis=3).reshape(*s.shape[:3], B, lanes).any(axis=4)   # [T, N, heads, B]
     lanes_of_block = np.minimum(lanes, d - lanes * np.arange(B))
+    # the counter blocks read out per timestep: those a token wrote (the others are zero blocks)
     return {"additions": int((blocks * lanes_of_block).sum()), "kv_updates": int(blocks.sum()),
-            "kv_reads": T * heads * B, "events": int(s.sum())}
+            "kv_reads": int(blocks.any(axis=1).sum()), "events": int(s.sum())}
 
 
 # ---------------------------------------------------------------------------- expected counts
@@ -209,110 +202,133 @@ def conv_additions_expected(layer: Layer, rates: Sequence[float], *, real_channe
 
 
 # ---------------------------------------------------------------------------- per layer
-def _spatial(layer: Layer) -> tuple[int, int]:
-    """(positions, channels) of a layer's output tensor per timestep."""
-    shape = layer.shape
-    return (int(np.prod(shape[1:])) if len(shape) > 1 else 1), shape[0]
-
-
 def paper_work(layer: Layer, rates: LayerRates | None, T: int, lanes: int) -> Work:
-    """The paper's counting for one layer (``rates``: its input firing rates, T per role)."""
-    flops = paper_flops(layer)
-    w = Work()
-    if _is_pixels(layer):
-        geo = conv_geometry(layer)
-        w.macs = flops["input"]
-        w.weight_words = w.macs / geo.cg_out * math.ceil(geo.cg_out / lanes)
-        return w
-    if not flops or rates is None:
-        return w
-    if layer.kind in ("conv", "linear"):
-        geo = conv_geometry(layer)
-        w.additions = flops["input"] * sum(rates.roles["input"])
-        w.events = sum(rates.roles["input"]) * geo.c_in * geo.h * geo.w
-        w.weight_words = w.additions / geo.cg_out * math.ceil(geo.cg_out / lanes)
-    elif layer.kind == "sdsa":
-        a = layer.attrs
-        B = math.ceil(a["head_dim"] / lanes)
-        rk, rq = sum(rates.roles["k"]), sum(rates.roles["q"])
-        w.additions = flops["k"] * rk + flops["q"] * rq
-        spikes = a["tokens"] * a["heads"] * a["head_dim"]
-        w.events = (rk + rq) * spikes
-        w.kv_updates, w.kv_reads = rk * spikes * B, rq * spikes * B
-    return w
+    """The paper's counting for one layer (``rates``: its input firing rates, T per role): the
+    kind's ``paper_work`` hook."""
+    return _kind(layer).paper_work(layer, rates, T, lanes)
 
 
 def datapath_work(layer: Layer, T: int, lanes: int, *, rates: LayerRates | None = None,
                   tensors: Mapping[str, np.ndarray] | None = None, pixels: np.ndarray | None = None,
                   input_bits: int = 8, pixel_ones: float | None = None, real: Layer | None = None) -> Work:
     """What the core does for one layer (``layer`` as the core runs it, padded heads included;
-    ``real``: the program's layer before padding, for the channels that can fire).
+    ``real``: the program's layer before padding, for the channels that can fire): the kind's
+    ``datapath_work`` hook.
 
     From ``tensors`` (name -> ``[T, ...]`` of one image, real channels) and ``pixels``
     (``[C, H, W]``) when given, else expected from ``rates``. ``pixel_ones``: mean set bits per
     pixel for the expected bit-plane encoding (default ``input_bits / 2``: uniform pixels)."""
-    real = real or layer
+    return _kind(layer).datapath_work(layer, T, lanes, Counting(rates, tensors, pixels, input_bits, pixel_ones,
+                                                                real or layer))
+
+
+@dataclass(frozen=True)
+class Counting:
+    """What :func:`datapath_work` counts from: ``tensors`` and ``pixels`` of one image (exact), or
+    ``rates`` (expected); the program's ``real`` layer (before padding)."""
+
+    rates: LayerRates | None
+    tensors: Mapping[str, np.ndarray] | None
+    pixels: np.ndarray | None
+    input_bits: int
+    pixel_ones: float | None
+    real: Layer
+
+
+# ---------------------------------------------------------------------------- per kind
+# The kinds' hooks (hwgen.compiler.kinds) call these; they know one unit's counting each.
+def accumulate_paper_work(layer: Layer, geo: ConvGeometry, pixels: bool, flops: float, rates: LayerRates | None,
+                          lanes: int) -> Work:
+    """The paper's counting for a layer on the accumulator array: the encoding conv's MACs, or
+    FLOPs x input rate additions."""
     w = Work()
-    kind = layer.kind
-    positions, channels = _spatial(layer)
-    words = math.ceil(channels / lanes)
-    if kind in ("conv", "linear"):
-        geo = conv_geometry(layer)
-        if _is_pixels(layer):
-            if pixels is not None:
-                w.additions, w.events, parks = encoding_additions_exact(layer, pixels, input_bits, T)
-            else:
-                ones = input_bits / 2 if pixel_ones is None else pixel_ones
-                parks = ones * geo.c_in * float(_offsets(geo).sum())
-                w.additions, w.events = T * parks * geo.cg_out, T * ones * geo.c_in * geo.h * geo.w
-            w.weight_words = _weight_words([parks] * T, geo, lanes, pixels=True)
-            return w
-        src = layer.inputs[0]
-        if tensors is not None:
-            s = np.asarray(tensors[src])
-            s = _pad_channels(s, real, layer)
-            w.additions, parks = conv_additions_exact(layer, s)
-            w.events = float(s.sum())
+    if pixels:
+        w.macs = flops
+        w.weight_words = w.macs / geo.cg_out * math.ceil(geo.cg_out / lanes)
+        return w
+    if rates is None:
+        return w
+    w.additions = flops * sum(rates.roles["input"])
+    w.events = sum(rates.roles["input"]) * geo.c_in * geo.h * geo.w
+    w.weight_words = w.additions / geo.cg_out * math.ceil(geo.cg_out / lanes)
+    return w
+
+
+def sdsa_paper_work(layer: Layer, flops: dict[str, float], rates: LayerRates | None, lanes: int) -> Work:
+    """The paper's counting for SDSA-3/4: ``N d C`` at the rates of K and of Q."""
+    w = Work()
+    if not flops or rates is None:
+        return w
+    a = layer.attrs
+    B = math.ceil(a["head_dim"] / lanes)
+    rk, rq = sum(rates.roles["k"]), sum(rates.roles["q"])
+    w.additions = flops["k"] * rk + flops["q"] * rq
+    spikes = a["tokens"] * a["heads"] * a["head_dim"]
+    w.events = (rk + rq) * spikes
+    w.kv_updates, w.kv_reads = rk * spikes * B, rq * spikes * B
+    return w
+
+
+def accumulate_datapath_work(layer: Layer, geo: ConvGeometry, pixels_in: bool, T: int, lanes: int,
+                             c: Counting) -> Work:
+    """The accumulator array's work: additions, events and operations (weight words)."""
+    w = Work()
+    if pixels_in:
+        if c.pixels is not None:
+            w.additions, w.events, parks = encoding_additions_exact(layer, c.pixels, c.input_bits, T)
         else:
-            c_real = conv_geometry(real).c_in
-            w.additions, parks = conv_additions_expected(layer, rates.roles["input"], real_channels=c_real)
-            w.events = sum(rates.roles["input"]) * c_real * geo.h * geo.w
-        w.weight_words = _weight_words(parks, geo, lanes, pixels=False)
-    elif kind == "sdsa":
-        a = layer.attrs
-        if tensors is not None:
-            q = tensors[a["q"]]
-            k = tensors[a["k"]] if a.get("k") else None
-            # the padded layer's head_dim: the real spikes re-laid per padded head
-            got = sdsa_additions_exact(layer, _pad_heads(q, real, layer), None if k is None else
-                                       _pad_heads(k, real, layer), lanes)
-            w.additions, w.kv_updates, w.kv_reads, w.events = (got["additions"], got["kv_updates"],
-                                                               got["kv_reads"], got["events"])
-        else:
-            d, B = a["head_dim"], math.ceil(a["head_dim"] / lanes)
-            spikes = real.attrs["tokens"] * real.attrs["heads"] * real.attrs["head_dim"]
-            if a["variant"] in (3, 4):
-                rk, rq = sum(rates.roles["k"]), sum(rates.roles["q"])
-                # every Q spike counted live: an upper bound (a K channel silent over all tokens
-                # of a timestep leaves its row unwritten and its Q spikes skipped)
-                w.additions = d * (rk + rq) * spikes
-                w.kv_updates, w.kv_reads, w.events = B * rk * spikes, B * rq * spikes, (rk + rq) * spikes
-            else:
-                rq = np.asarray(rates.roles["q"])
-                r = rq * np.asarray(rates.roles["k"]) if a["variant"] == 1 else rq   # independence assumed
-                n_blocks = a["tokens"] * a["heads"] * B
-                lanes_in_block = spikes / (a["tokens"] * a["heads"] * B)
-                p_any = 1 - (1 - r) ** lanes_in_block
-                w.kv_updates = float((p_any * n_blocks).sum())
-                w.additions = w.kv_updates * lanes_in_block
-                w.kv_reads, w.events = T * a["heads"] * B, float(r.sum() * spikes)
-    elif kind == "lif":
-        w.neuron_updates = T * positions * words * lanes
-    elif kind == "token_sum":
-        src_positions = layer.attrs["tokens"]
-        w.vector_adds = T * src_positions * words * lanes
-    elif kind == "readout":
-        w.vector_adds = T * len(layer.inputs) * words * lanes
+            ones = c.input_bits / 2 if c.pixel_ones is None else c.pixel_ones
+            parks = ones * geo.c_in * float(_offsets(geo).sum())
+            w.additions, w.events = T * parks * geo.cg_out, T * ones * geo.c_in * geo.h * geo.w
+        w.weight_words = _weight_words([parks] * T, geo, lanes, pixels=True)
+        return w
+    src = layer.inputs[0]
+    if c.tensors is not None:
+        s = np.asarray(c.tensors[src])
+        s = _pad_channels(s, c.real, layer)
+        w.additions, parks = conv_additions_exact(layer, s)
+        w.events = float(s.sum())
+    else:
+        c_real = conv_geometry(c.real).c_in
+        w.additions, parks = conv_additions_expected(layer, c.rates.roles["input"], real_channels=c_real)
+        w.events = sum(c.rates.roles["input"]) * c_real * geo.h * geo.w
+    w.weight_words = _weight_words(parks, geo, lanes, pixels=False)
+    return w
+
+
+def sdsa_datapath_work(layer: Layer, T: int, lanes: int, c: Counting) -> Work:
+    """The SDSA unit's work: additions, events, K^T V (or counter) updates and reads."""
+    w = Work()
+    a, real = layer.attrs, c.real
+    if c.tensors is not None:
+        q = c.tensors[a["q"]]
+        k = c.tensors[a["k"]] if a.get("k") else None
+        # the padded layer's head_dim: the real spikes re-laid per padded head
+        got = sdsa_additions_exact(layer, _pad_heads(q, real, layer), None if k is None else
+                                   _pad_heads(k, real, layer), lanes)
+        w.additions, w.kv_updates, w.kv_reads, w.events = (got["additions"], got["kv_updates"],
+                                                           got["kv_reads"], got["events"])
+        return w
+    rates = c.rates
+    d, B = a["head_dim"], math.ceil(a["head_dim"] / lanes)
+    spikes = real.attrs["tokens"] * real.attrs["heads"] * real.attrs["head_dim"]
+    if a["variant"] in (3, 4):
+        rk, rq = sum(rates.roles["k"]), sum(rates.roles["q"])
+        # every Q spike counted live: an upper bound (a K channel silent over all tokens
+        # of a timestep leaves its row unwritten and its Q spikes skipped)
+        w.additions = d * (rk + rq) * spikes
+        w.kv_updates, w.kv_reads, w.events = B * rk * spikes, B * rq * spikes, (rk + rq) * spikes
+    else:
+        rq = np.asarray(rates.roles["q"])
+        r = rq * np.asarray(rates.roles["k"]) if a["variant"] == 1 else rq   # independence assumed
+        n_blocks = a["tokens"] * a["heads"] * B
+        lanes_in_block = spikes / (a["tokens"] * a["heads"] * B)
+        p_any = 1 - (1 - r) ** lanes_in_block                      # per timestep: a block holds a spike
+        w.kv_updates = float((p_any * n_blocks).sum())
+        w.additions = w.kv_updates * lanes_in_block
+        # the counter blocks read out: those written in the timestep (by one of the tokens)
+        w.kv_reads = float(((1 - (1 - p_any) ** a["tokens"]) * a["heads"] * B).sum())
+        w.events = float(r.sum() * spikes)
     return w
 
 

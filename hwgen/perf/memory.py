@@ -16,10 +16,10 @@ memory per lane (the weight memory in banks of ``weight_bank_words``, one bank a
 access), so one word access is ``lanes`` accesses of a macro of ``depth x width``; the others are
 one macro of ``lanes``-wide words.
 
-**Traffic** (:func:`layer_traffic`) is analytical: the words each engine moves for a layer given
-its :class:`~hwgen.perf.energy.Work`, from the engines' documented behaviour (docs/core.md,
-docs/accumulator.md, docs/sdsa.md). It is the one function the RTL's memory counters will be
-held to when they exist; until then it is the model.
+**Traffic** (:func:`layer_traffic`): the words each engine moves for a layer given its
+:class:`~hwgen.perf.energy.Work` (per kind, the ``traffic`` hook of ``hwgen.compiler.kinds``). It
+is the function the RTL's traffic counters are held to: with an image's exact work it equals
+them per instruction (``hwgen.compiler.cycles.check_cycles``, docs/core.md "Memory traffic").
 """
 from __future__ import annotations
 
@@ -144,16 +144,25 @@ def layer_traffic(layer: Layer, work: Work, T: int, lanes: int, inputs: dict[str
     core runs it (padded heads included) doing ``work`` over ``T`` timesteps; ``inputs`` maps the
     layer's input names to their layers (for the shapes of what it reads).
 
-    Per instruction: one program word. CONV: the feeder scans every input word each timestep
-    (one pixel per read for the encoding conv); every accumulator operation reads a weight word
-    and reads and writes an accumulator word; the start writes D = positions x words accumulator
-    words with their biases and each timestep's drain reads the D words and writes their biases
-    back (D bias reads each time); the drain writer writes D result words and reads the residual's
-    D words. LIF: per beat (lanes neurons) an int word in, a spike word out, a membrane word read
-    and written, a threshold row read. SDSA: the gatherer reads q, k and v words (three ports) per
-    token beat, two passes (3/4) or one (1/2); K^T V updates read and write a KV word, the A pass
-    reads them; the output words go to the int memory. MASK: v and mask words in, one out.
-    REDUCE: its words in, one word out per sum."""
+    This is the model the RTL's traffic counters (``hwgen.core.top.TRAFFIC_COUNTERS``) are held
+    to: given the exact work of one image (:func:`hwgen.perf.energy.datapath_work` on its
+    tensors, or the cycle model's own walk, ``hwgen.compiler.cycles``) it gives exactly the
+    counts the core reports for the layer's instruction (docs/core.md, "Memory traffic"); from
+    rates, their expectation.
+
+    Per instruction: one program word (its fetch). CONV: the feeder reads every input word each
+    timestep (a pixel per read for the encoding conv: the pixel memory); every accumulator
+    operation reads a weight word and reads and writes an accumulator word; the walker writes D =
+    positions x words accumulator words with their biases at the start and, each timestep, reads
+    the D words and writes their biases back (a bias read per word walked); the drain writer
+    writes D words of the int memory and reads the residual's D words when it has one. LIF: per
+    beat (lanes neurons) an int word in, a spike word out, a membrane word read and written, a
+    threshold word read. SDSA: the gatherer reads a word of each of the variant's fields (q, k, v;
+    q, k; q) per token word, in both passes of SDSA-3/4; every operation but a ZERO one reads a
+    K^T V or counter word, the updates write it back; the output words go to the int memory.
+    MASK: v and mask words in, one out. REDUCE: its words in, one word out per sum."""
+    from hwgen.compiler.kinds import core_kind      # amaranth: only when traffic is asked for
+
     words = lambda c: math.ceil(c / lanes)                                      # noqa: E731
     out = {"program": [1.0, 0.0]}
 
@@ -162,41 +171,7 @@ def layer_traffic(layer: Layer, work: Work, T: int, lanes: int, inputs: dict[str
         r[0] += reads
         r[1] += writes
 
-    kind, a = layer.kind, layer.attrs
-    P, C = _positions(layer.shape), layer.shape[0]
-    if kind in ("conv", "linear"):
-        geo = conv_geometry(layer)
-        D = geo.out_h * geo.out_w * geo.groups * words(geo.cg_out)
-        if kind == "conv" and a.get("input") == "pixels":
-            add("pixels", reads=T * geo.h * geo.w * geo.c_in)
-        else:
-            add("spikes", reads=T * geo.h * geo.w * words(geo.c_in))
-        add("weights", reads=work.weight_words)
-        add("accumulators", reads=work.weight_words + T * D, writes=work.weight_words + (T + 1) * D)
-        add("biases", reads=(T + 1) * D)
-        add("ints", writes=T * D)
-        if a.get("residual") or "border" in layer.arrays:     # the membrane shortcut, or the border correction
-            add("ints", reads=T * D)
-    elif kind == "lif":
-        beats = T * P * words(C)
-        add("ints", reads=beats)
-        add("spikes", writes=beats)
-        add("membranes", reads=beats, writes=beats)
-        add("thresholds", reads=beats)
-    elif kind == "sdsa":
-        N, G = a["tokens"], words(a["heads"] * a["head_dim"])
-        passes = 2 if a["variant"] in (3, 4) else 1
-        add("spikes", reads=T * passes * N * 3 * G)
-        add("kv", reads=work.kv_updates + work.kv_reads, writes=work.kv_updates)
-        add("ints", writes=T * P * words(C))
-    elif kind == "mask":
-        n = T * P * words(C)
-        add("spikes", reads=2 * n, writes=n)
-    elif kind == "token_sum":
-        src = inputs[layer.inputs[0]]
-        add("ints", reads=T * _positions(src.shape) * words(C), writes=T * words(C))
-    elif kind == "readout":
-        add("ints", reads=T * len(layer.inputs) * words(C), writes=words(C))
+    core_kind(layer.kind).traffic(layer, work, T, words, add)
     return out
 
 

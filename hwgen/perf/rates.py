@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 import yaml
 
-from contract.program import INPUT, Layer
+from contract.program import Layer
 
 __all__ = ["RateError", "RateRow", "RateTable", "LayerRates", "load_rate_table", "spike_inputs",
            "measured_rates", "SDSA_TENSORS"]
@@ -64,18 +64,10 @@ class LayerRates:
 
 def spike_inputs(layer: Layer) -> dict[str, str]:
     """The spike tensors a layer consumes, role -> tensor name (the encoding conv's pixels and
-    a membrane shortcut's integers are not spikes)."""
-    kind, a = layer.kind, layer.attrs
-    if kind == "conv":
-        pixels = a.get("input", "pixels" if layer.inputs[0] == INPUT else "spikes") == "pixels"   # spike frames: spikes
-        return {} if pixels else {"input": layer.inputs[0]}
-    if kind == "linear":
-        return {"input": layer.inputs[0]}
-    if kind == "sdsa":
-        return {role: a[role] for role in ("q", "k", "v") if a.get(role)}
-    if kind == "mask":
-        return {"mask": a.get("mask", layer.inputs[0]), "v": a.get("v", layer.inputs[1])}
-    return {}
+    a membrane shortcut's integers are not spikes): its kind's ``spike_roles`` hook."""
+    from hwgen.compiler.kinds import core_kind      # amaranth: only when rates are asked for
+
+    return core_kind(layer.kind).spike_roles(layer)
 
 
 @dataclass

@@ -34,20 +34,13 @@ from hwgen.perf.memory import MemorySpec, SramModel, layer_traffic, memory_aware
 __all__ = ["layer_rows", "totals"]
 
 
-def _bound(layer: Layer, work: Work, T: int, lanes: int, inputs: dict[str, Layer]) -> float:
+def _bound(layer: Layer, work: Work, T: int, lanes: int) -> float:
     """The fewest cycles the layer's unit could take (docs/core.md): ``ceil(additions / lanes)``
-    for the accumulator array and the SDSA unit, one word per cycle for the rest."""
-    words = lambda c: math.ceil(c / lanes)                                      # noqa: E731
-    shape = layer.shape
-    positions = int(math.prod(shape[1:])) if len(shape) > 1 else 1
-    if layer.kind in ("conv", "linear", "sdsa"):
-        return float(math.ceil(work.additions / lanes))
-    if layer.kind in ("lif", "mask"):
-        return float(T * positions * words(shape[0]))
-    if layer.kind == "token_sum":
-        src = inputs[layer.inputs[0]].shape
-        return float(T * int(math.prod(src[1:])) * words(shape[0]))
-    return float(T * len(layer.inputs) * words(shape[0]))                        # readout
+    for the accumulator array and the SDSA unit, one word per cycle for the rest (the kind's
+    ``estimate_bound`` hook)."""
+    from hwgen.compiler.kinds import core_kind
+
+    return core_kind(layer.kind).estimate_bound(layer, work, T, lambda c: math.ceil(c / lanes))
 
 
 def layer_rows(layers: Sequence[Layer], hw_layers: Sequence[Layer], paper: Sequence[Work],
@@ -63,12 +56,13 @@ def layer_rows(layers: Sequence[Layer], hw_layers: Sequence[Layer], paper: Seque
     by_name = {layer.name: layer for layer in hw_layers}
     rows = []
     for i, (layer, hw_layer, pw, dw, rate) in enumerate(zip(layers, hw_layers, paper, datapath, input_rates)):
-        encoding = layer.kind == "conv" and layer.attrs.get("input") == "pixels"
+        kind = core_kind(layer.kind)
+        encoding = kind.pixels(layer)
         macs = pw.macs if encoding else 0.0
         row = {
-            "name": layer.name, "kind": layer.kind, "unit": core_kind(layer.kind).unit,
+            "name": layer.name, "kind": layer.kind, "unit": kind.unit,
             "cycles": None if cycles is None else float(cycles[i]),
-            "bound": _bound(hw_layer, dw, T, lanes, by_name),
+            "bound": _bound(hw_layer, dw, T, lanes),
             "efficiency": None,
             "additions": float(dw.additions), "macs": float(macs), "events": float(dw.events),
             "input_rate": rate,

@@ -3,7 +3,7 @@
 :func:`run_core` writes a script (every memory word to load, then per image its pixels and a
 run), lets the Verilated ``core_harness`` execute it with no Python per cycle, and turns the log
 (templates/core_harness.sv) back into, per image, every layer's output tensor in the golden
-engine's shape plus the cycles, additions and events of every instruction.
+engine's shape plus the cycles, additions, events and memory traffic of every instruction.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import numpy as np
 from hwgen.compiler import CoreImage, from_words
 from hwgen.compiler.kinds import core_kind
 from hwgen.core.isa import Target, address_width
-from hwgen.core.top import NeuromorphicCore, load_data_width
+from hwgen.core.top import TRAFFIC_COUNTERS, NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
 
-__all__ = ["TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "WaveWindow", "LayerStats", "ImageResult", "CoreSimError", "core_sim_run",
+__all__ = ["TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "WaveWindow", "LayerStats", "traffic_of", "ImageResult", "CoreSimError", "core_sim_run",
            "write_script", "LogReader", "parse_log", "run_core"]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,10 +46,21 @@ class WaveWindow:
 MEMORIES = {0: None, 1: "ints", 2: "spikes", 3: "both"}
 
 
+def traffic_of(counts) -> dict[str, tuple[int, int]]:
+    """The core's traffic counters (values in the order of ``TRAFFIC_COUNTERS``) as
+    ``{memory: (words read, words written)}``, every memory with a counter."""
+    out: dict[str, list[int]] = {}
+    for name, value in zip(TRAFFIC_COUNTERS, counts, strict=True):
+        memory, direction = name.rsplit("_", 1)
+        out.setdefault(memory, [0, 0])[direction == "write"] = int(value)
+    return {k: (r, w) for k, (r, w) in out.items()}
+
+
 @dataclass
 class LayerStats:
     """One instruction's counters, and what it wrote (``hwgen.sim.digest``): the memory, the
-    number of words, the lowest and highest address, the digest."""
+    number of words, the lowest and highest address, the digest; ``traffic``: the words it read
+    and wrote per memory, ``{memory: (reads, writes)}`` (``hwgen.core.top.TRAFFIC_COUNTERS``)."""
 
     cycles: int
     additions: int
@@ -59,6 +70,7 @@ class LayerStats:
     lowest: int = 0
     highest: int = 0
     digest: int = 0
+    traffic: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -220,7 +232,11 @@ class LogReader:
             lowest, highest, digest = (int(x, 16) for x in rest[6:9])
             if MEMORIES[mem] == "both":
                 raise CoreSimError(f"image {self.images}: instruction {pc} ({image.outputs[pc]}) wrote both memories")
-            self._stats[pc] = LayerStats(cycles, additions, events, MEMORIES[mem], count, lowest, highest, digest)
+            if len(rest) != 9 + len(TRAFFIC_COUNTERS):
+                raise CoreSimError(f"a log line of {len(rest) - 9} traffic counters, the core has "
+                                   f"{len(TRAFFIC_COUNTERS)} (a stale core_harness build?): {line!r}")
+            self._stats[pc] = LayerStats(cycles, additions, events, MEMORIES[mem], count, lowest, highest, digest,
+                                         traffic_of(rest[9:]))
         elif tag == "D":
             missing = [pc for pc in range(n) if pc not in self._stats]
             if missing:

@@ -27,7 +27,7 @@ weight memory per lane), and the drain sums the slots (docs/accumulator.md, "Fol
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,12 +43,24 @@ from hwgen.units.accumulator_stages import (
     descriptor_signature,
     event_layout,
 )
-from hwgen.units.signatures import CounterBank, Counters, RunControl, addr_width, memory_words, memory_write, sums_layout
+from hwgen.units.signatures import (
+    CounterBank,
+    Counters,
+    RunControl,
+    accesses_layout,
+    addr_width,
+    memory_words,
+    memory_write,
+    sums_layout,
+)
 
-__all__ = ["AccumulatorArray", "descriptor_layout", "event_layout", "COUNTERS"]
+__all__ = ["AccumulatorArray", "descriptor_layout", "event_layout", "COUNTERS", "ACCESSES"]
 
 #: the array's performance counters, in port order
 COUNTERS = ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")
+#: the array's memory accesses (its ``accesses`` attribute): weight words read by the lanes, bias
+#: words read by the walker, accumulator words read and written by the lanes and the walker
+ACCESSES = ("weights_read", "biases_read", "accumulators_read", "accumulators_write")
 
 
 class AccumulatorArray(wiring.Component):
@@ -76,6 +88,12 @@ class AccumulatorArray(wiring.Component):
         ``busy`` cycles, synaptic ``additions`` (active lanes only), spike ``events``, ``ops``
         (cycles that issued a weight word), ``starved`` (busy accumulating with no op to issue),
         ``drain`` cycles and ``drain_stalls`` (output not ready). Cleared by ``start``.
+
+    ``accesses`` (an attribute, :func:`~hwgen.units.signatures.accesses_layout` of
+    :data:`ACCESSES`) shows this cycle's accesses to the array's memories, for the core's
+    traffic counters: one word of the weight memory per issued operation, of the accumulator
+    memories (any lane) per operation read and written and per walked word, of the bias memory
+    per walked word.
     """
 
     def __init__(self, cfg: AccumulatorConfig):
@@ -90,6 +108,7 @@ class AccumulatorArray(wiring.Component):
             "bias_write": memory_write(addr_width(cfg.bias_depth), data.ArrayLayout(signed(cfg.bias_width), L)),
             "counters": Out(Counters(COUNTERS)),
         })
+        self.accesses = Signal(accesses_layout(ACCESSES), name="acc_accesses")
 
     @property
     def cfg(self) -> AccumulatorConfig:
@@ -134,6 +153,7 @@ class AccumulatorArray(wiring.Component):
         # One accumulator memory per lane (with lanes over x, lanes address different words),
         # lent to the adder lanes while accumulating and to the walker otherwise. The read port
         # is transparent to the write port: back-to-back updates of one word need no stall.
+        acc_reads, acc_writes = [], []
         for lane in range(L):
             mem = memory.Memory(shape=signed(cfg.accumulator_width), depth=memory_words(cfg.accumulator_depth), init=[])
             m.submodules[f"accumulators_{lane}"] = mem
@@ -150,6 +170,14 @@ class AccumulatorArray(wiring.Component):
                 m.d.comb += [wr.en.eq(add_wr.en), wr.addr.eq(add_wr.addr), wr.data.eq(add_wr.data)]
             with m.Elif(walk_wr.en):
                 m.d.comb += [wr.en.eq(1), wr.addr.eq(walk_wr.addr), wr.data.eq(walk_wr.data)]
+            acc_reads.append(rd.en)
+            acc_writes.append(wr.en)
+        m.d.comb += [
+            self.accesses.weights_read.eq(lanes.weights[0].en),     # every lane reads with the operation
+            self.accesses.biases_read.eq(walker.bias.en),
+            self.accesses.accumulators_read.eq(Cat(*acc_reads).any()),
+            self.accesses.accumulators_write.eq(Cat(*acc_writes).any()),
+        ]
 
         s0_valid, s1_valid = window.window.valid, loop.op.valid
         pipeline_empty = ~s0_valid & ~s1_valid & ~lanes.writing & ~fold.parked

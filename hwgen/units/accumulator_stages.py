@@ -557,8 +557,8 @@ class Walker(wiring.Component):
         issue = (self.init | self.drain) & (d_addr != desc.drain_words) & advance
         m.d.comb += [self.bias.addr.eq(desc.b_offset + d_word), self.bias.en.eq(issue),
                      self.done.eq((d_addr == desc.drain_words) & ~d1_valid)]
-        for port in self.acc_read:
-            m.d.comb += [port.addr.eq(d_addr), port.en.eq(issue)]
+        for port in self.acc_read:      # initialising writes biases over words it need not read
+            m.d.comb += [port.addr.eq(d_addr), port.en.eq(issue & self.drain)]
         with m.If(issue):
             m.d.sync += [d_addr.eq(d_addr + 1), d1_valid.eq(1), d1_addr.eq(d_addr),
                          d1_last.eq(d_addr == desc.drain_words - 1),

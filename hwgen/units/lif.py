@@ -13,9 +13,13 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from contract.config import LifConfig
-from hwgen.units.signatures import RunControl, addr_width, currents_layout, memory_words, memory_write
+from hwgen.units.signatures import RunControl, accesses_layout, addr_width, currents_layout, memory_words, memory_write
 
-__all__ = ["LifCore", "lif_output_layout"]
+__all__ = ["LifCore", "lif_output_layout", "ACCESSES"]
+
+#: the LIF core's memory accesses (its ``accesses`` attribute): per accepted beat a membrane and a
+#: threshold word read, per output beat a membrane word written back
+ACCESSES = ("membranes_read", "membranes_write", "thresholds_read")
 
 
 def lif_output_layout(cfg: LifConfig) -> data.StructLayout:
@@ -52,6 +56,10 @@ class LifCore(wiring.Component):
 
     Latency and throughput: one beat per cycle when ``spikes.ready`` stays high; the output of a
     beat is valid the cycle after the beat is accepted. Backpressure stalls the input.
+
+    ``accesses`` (an attribute, :func:`~hwgen.units.signatures.accesses_layout` of
+    :data:`ACCESSES`): this cycle's membrane and threshold memory accesses, for the core's
+    traffic counters.
     """
 
     def __init__(self, cfg: LifConfig):
@@ -67,6 +75,7 @@ class LifCore(wiring.Component):
             "thr_base": In(range(max(cfg.threshold_depth, 2))),
             "timesteps": In(range(cfg.max_timesteps + 1)),
         })
+        self.accesses = Signal(accesses_layout(ACCESSES), name="lif_accesses")
 
     @property
     def cfg(self) -> LifConfig:
@@ -162,6 +171,9 @@ class LifCore(wiring.Component):
             v_write.addr.eq(s1_addr),
             v_write.data.eq(v_next),
             v_write.en.eq(s1_valid & self.spikes.ready),
+            self.accesses.membranes_read.eq(v_read.en),
+            self.accesses.membranes_write.eq(v_write.en),
+            self.accesses.thresholds_read.eq(th_read.en),
         ]
 
         running = accepting | s1_valid

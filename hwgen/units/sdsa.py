@@ -37,16 +37,21 @@ from hwgen.units.sdsa_stages import (
     QaPass,
     input_fields,
     op_layout,
+    reads_word,
     sdsa_input_layout,
     sdsa_output_layout,
     stage1_layout,
+    writes_back,
 )
-from hwgen.units.signatures import CounterBank, Counters, RunControl
+from hwgen.units.signatures import CounterBank, Counters, RunControl, accesses_layout
 
 __all__ = ["SdsaConfig", "SdsaUnit", "sdsa_input_layout", "sdsa_output_layout", "input_fields",
-           "PERF_COUNTERS"]
+           "PERF_COUNTERS", "ACCESSES"]
 
 PERF_COUNTERS = ("cycles", "additions", "in_beats", "out_beats", "stall_cycles", "starve_cycles")
+#: the unit's memory accesses (its ``accesses`` attribute): K^T V rows (SDSA-3/4) or counter
+#: blocks (SDSA-1/2) read by every operation but ZERO, written back by KV_ADD / COUNT_ADD
+ACCESSES = ("kv_read", "kv_write")
 
 
 class SdsaUnit(wiring.Component):
@@ -86,6 +91,10 @@ class SdsaUnit(wiring.Component):
         ``stall_cycles`` (an output beat waits for ``out.ready``: the pipeline is held),
         ``starve_cycles`` (the unit waits for an input beat).
 
+    ``accesses`` (an attribute, :func:`~hwgen.units.signatures.accesses_layout` of
+    :data:`ACCESSES`): this cycle's reads and writes of the unit's count memory, for the core's
+    traffic counters.
+
     Timing (docs/sdsa.md): SDSA-3/4 per timestep ``sum_n max(1, |K_n| * B) + sum_{n,h} A_{n,h}``
     cycles plus 2 for the pipeline, where ``B = ceil(d / lanes)``, ``|K_n|`` the K spikes of
     token n, ``A_{n,h} = B * |Q_{n,h}|`` with ``|Q_{n,h}|`` the Q spikes of head h at token n
@@ -111,6 +120,7 @@ class SdsaUnit(wiring.Component):
             "timesteps": In(range(cfg.max_timesteps + 1)),
             "perf": Out(Counters(PERF_COUNTERS)),
         })
+        self.accesses = Signal(accesses_layout(ACCESSES), name="sdsa_accesses")
 
     @property
     def cfg(self) -> SdsaConfig:
@@ -213,8 +223,9 @@ class SdsaUnit(wiring.Component):
                             with m.If(cursor.token_done):
                                 end_of_timestep(Phase.COUNT)
 
+        read = advance & issue & reads_word(op)
         m.d.comb += [self.spikes.ready.eq(take), cursor.span.eq(span), accumulate.read_addr.eq(op.addr),
-                     accumulate.advance.eq(advance)]
+                     accumulate.read_en.eq(read), accumulate.advance.eq(advance)]
 
         # ---- stage 1 and the output -----------------------------------------------------------
         s1 = Signal(stage1_layout(cfg))
@@ -223,6 +234,7 @@ class SdsaUnit(wiring.Component):
                          s1.emit.eq(cursor.emit)]
         m.d.comb += [accumulate.s1.eq(s1), packer.s1.eq(s1), packer.result.eq(accumulate.result),
                      packer.clear.eq(start)]
+        m.d.comb += [self.accesses.kv_read.eq(read), self.accesses.kv_write.eq(advance & writes_back(s1))]
 
         # ---- run control and performance counters -------------------------------------------
         running = (phase != Phase.IDLE) | s1.valid | self.out.valid

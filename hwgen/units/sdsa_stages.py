@@ -16,7 +16,7 @@ the output order are in docs/sdsa.md; the cycle model is ``hwgen.sim.sdsa.cycle_
 """
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,7 +24,7 @@ from contract.config import SdsaConfig
 from hwgen.units.bits import lowest_onehot, onehot_index
 from hwgen.units.signatures import addr_width, memory_words
 
-__all__ = ["Phase", "OpKind", "input_fields", "sdsa_input_layout", "sdsa_output_layout", "op_layout",
+__all__ = ["Phase", "OpKind", "writes_back", "reads_word", "input_fields", "sdsa_input_layout", "sdsa_output_layout", "op_layout",
            "stage1_layout", "BlockCursor", "KvPass", "QaPass", "CountPass", "DrainPass", "Accumulate",
            "BeatPacker"]
 
@@ -354,6 +354,16 @@ class DrainPass(_FrontEnd):
         return m
 
 
+def writes_back(s1) -> Value:
+    """Stage 1 writes its word back (given the pipeline advances): a KV row or counter update."""
+    return s1.valid & ((s1.op.kind == OpKind.KV_ADD) | (s1.op.kind == OpKind.COUNT_ADD))
+
+
+def reads_word(op) -> Value:
+    """An operation stage 0 issues reads its memory word: all but ZERO."""
+    return op.kind != OpKind.ZERO
+
+
 class Accumulate(wiring.Component):
     """Stage 1 and the count memory: the word stage 0 addressed is on the read port now.
 
@@ -365,8 +375,9 @@ class Accumulate(wiring.Component):
 
     Ports
     -----
-    read_addr : In
-        Stage 0's word; read when ``advance``.
+    read_addr, read_en : In
+        Stage 0's word; read when ``read_en`` (the unit: stage 0 issues an operation that uses the
+        word and the pipeline advances; 1 when not driven).
     advance : In(1)
         The pipeline moves this cycle (output not held).
     s1 : In(stage1_layout)
@@ -378,7 +389,8 @@ class Accumulate(wiring.Component):
     def __init__(self, cfg: SdsaConfig):
         self._cfg = cfg
         super().__init__({
-            "read_addr": In(addr_width(cfg.memory_depth)), "advance": In(1), "s1": In(stage1_layout(cfg)),
+            "read_addr": In(addr_width(cfg.memory_depth)), "read_en": In(1, init=1), "advance": In(1),
+            "s1": In(stage1_layout(cfg)),
             "result": Out(data.ArrayLayout(unsigned(cfg.acc_width), cfg.lanes)),
         })
 
@@ -391,15 +403,15 @@ class Accumulate(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port(transparent_for=(wr,))
         s1, kind = self.s1, self.s1.op.kind
-        m.d.comb += [rd.addr.eq(self.read_addr), rd.en.eq(self.advance)]
+        # the data holds while not read: stage 1 uses it only for an operation that read it
+        m.d.comb += [rd.addr.eq(self.read_addr), rd.en.eq(self.read_en)]
         old = Signal(word)
         m.d.comb += old.eq(Mux(s1.op.fresh, 0, rd.data))
         new = Signal(word)
         for lane in range(L):
             # Counts stay <= N < 2**count_width (SdsaConfig): the + 1 cannot wrap.
             m.d.comb += new[lane].eq(old[lane] + s1.op.bits[lane])
-        m.d.comb += [wr.addr.eq(s1.op.addr), wr.data.eq(new),
-                     wr.en.eq(s1.valid & self.advance & ((kind == OpKind.KV_ADD) | (kind == OpKind.COUNT_ADD)))]
+        m.d.comb += [wr.addr.eq(s1.op.addr), wr.data.eq(new), wr.en.eq(self.advance & writes_back(s1))]
 
         acc = Signal(data.ArrayLayout(unsigned(cfg.acc_width), L))
         acc_next = Signal.like(acc)

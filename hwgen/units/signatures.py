@@ -2,7 +2,8 @@
 
 * :class:`RunControl`: ``start`` / ``busy`` / ``done``, the one way a job is started and ends.
 * :class:`Counters`: performance counters, all :data:`~contract.config.COUNTER_WIDTH` bits, and
-  :class:`CounterBank`, the registers behind them.
+  :class:`CounterBank`, the registers behind them; :func:`accesses_layout`, a unit's memory
+  accesses of one cycle (what the core's traffic counters count).
 * :func:`sums_layout`, :func:`currents_layout`: the payloads of the accumulator array's output
   and the LIF core's input (the core's engines carry the same words).
 * :func:`read_port`, :func:`write_port`, :func:`memory_write`: memory ports as ``lib.memory``
@@ -17,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from contract.config import COUNTER_WIDTH, AccumulatorConfig, LifConfig
 
-__all__ = ["RunControl", "Counters", "CounterBank", "sums_layout", "currents_layout", "read_port",
+__all__ = ["RunControl", "Counters", "CounterBank", "accesses_layout", "sums_layout", "currents_layout", "read_port",
            "write_port", "memory_write", "addr_width", "memory_words", "COUNTER_WIDTH"]
 
 
@@ -85,6 +86,15 @@ class CounterBank(wiring.Component):
             m.d.comb += getattr(self.counters, name).eq(reg)
             m.d.sync += reg.eq(Mux(self.clear, 0, reg + getattr(self.step, name)))
         return m
+
+
+def accesses_layout(names) -> data.StructLayout:
+    """A unit's memory accesses in one cycle: per ``<memory>_read`` / ``<memory>_write`` name one
+    bit, set in a cycle in which that memory port's enable is asserted (one word accessed; for a
+    memory split into one macro per lane, any lane's). A unit that owns memories drives such a
+    signal as its ``accesses`` attribute (an observation output, not a port of its signature: the
+    enclosing core counts it per instruction, ``hwgen.core.top.TRAFFIC_COUNTERS``)."""
+    return data.StructLayout({name: 1 for name in names})
 
 
 def sums_layout(cfg: AccumulatorConfig) -> data.StructLayout:

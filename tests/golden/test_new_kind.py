@@ -50,6 +50,10 @@ class CoreSpikeOr(core_kinds.CoreKind):
         out = c.place(layer.name, self.memory, a.positions, a.channels, tuple(layer.shape))
         return dict(op=self.op, timesteps=c.T, a_base=a.base, b_base=b.base, dst_base=out.base, count=a.size)
 
+    def traffic(self, layer, work, T, words, add):      # the mask engine: two spike words in, one out
+        n = T * layer.shape[1] * layer.shape[2] * words(layer.shape[0])
+        add("spikes", reads=2 * n, writes=n)
+
 
 @pytest.fixture
 def spike_or(monkeypatch):
@@ -93,3 +97,11 @@ def test_a_new_kind_needs_only_its_registry_entries(spike_or):
     pc = image.outputs.index("or")
     assert image.instructions[pc]["op"] == Op.MASK and image.regions["or"].memory == "spikes"
     assert image.instructions[pc]["a_base"] == image.regions["lif_a"].base
+    # its performance hooks sit in the same class: the estimate's counting and the traffic model
+    from hwgen.perf.energy import Work, datapath_work
+    from hwgen.perf.memory import layer_traffic
+
+    words = 2 * 2 * 2 * 1                   # T = 2, 2 x 2 positions, 8 channels in one 8-lane word
+    assert layer_traffic(program.layer("or"), Work(), program.T, HW.lif.lanes, {}) == {
+        "program": [1.0, 0.0], "spikes": [2.0 * words, 1.0 * words]}
+    assert datapath_work(program.layer("or"), program.T, HW.lif.lanes) == Work()

@@ -11,6 +11,8 @@
 //                       an instruction finished: its counters, and of the memory it wrote (mem: 1 ints,
 //                       2 spikes, 3 both) the words written, the lowest and highest address and the
 //                       order-independent digest of (address, word) over its writes (hwgen/sim/digest.py)
+//                       then its memory traffic: the words read / written per memory, in the order of
+//                       hwgen.core.top.TRAFFIC_COUNTERS (program, pixels, spikes, spikes, ints, ints, ...)
 //   D cycles            an image finished (start .. done)
 //   H pc cycles         watchdog: no instruction finished for `core_watchdog` cycles
 // and, with `+core_trace=1` (every instruction) or `+core_trace=2 +core_trace_pc=P` (instruction P),
@@ -47,6 +49,10 @@ module core_harness #(
     wire [LANES-1:0] spk_data;
     wire [PC_W-1:0] pc;
     wire [39:0] l_cycles, l_additions, l_events;
+    // memory traffic of the finishing instruction, in the order of hwgen.core.top.TRAFFIC_COUNTERS
+    wire [39:0] t_program_read, t_pixels_read, t_spikes_read, t_spikes_write, t_ints_read, t_ints_write,
+        t_weights_read, t_biases_read, t_accumulators_read, t_accumulators_write, t_membranes_read,
+        t_membranes_write, t_thresholds_read, t_kv_read, t_kv_write;
 
     core dut (
         .clk(clk), .rst(rst), .start(start), .busy(busy), .done(done),
@@ -54,7 +60,15 @@ module core_harness #(
         .int_write__en(int_en), .int_write__addr(int_addr), .int_write__data(int_data),
         .spike_write__en(spk_en), .spike_write__addr(spk_addr), .spike_write__data(spk_data),
         .layer__done(layer_done), .layer__pc(pc), .layer__cycles(l_cycles),
-        .layer__additions(l_additions), .layer__events(l_events)
+        .layer__additions(l_additions), .layer__events(l_events),
+        .layer__traffic__program_read(t_program_read), .layer__traffic__pixels_read(t_pixels_read),
+        .layer__traffic__spikes_read(t_spikes_read), .layer__traffic__spikes_write(t_spikes_write),
+        .layer__traffic__ints_read(t_ints_read), .layer__traffic__ints_write(t_ints_write),
+        .layer__traffic__weights_read(t_weights_read), .layer__traffic__biases_read(t_biases_read),
+        .layer__traffic__accumulators_read(t_accumulators_read), .layer__traffic__accumulators_write(t_accumulators_write),
+        .layer__traffic__membranes_read(t_membranes_read), .layer__traffic__membranes_write(t_membranes_write),
+        .layer__traffic__thresholds_read(t_thresholds_read), .layer__traffic__kv_read(t_kv_read),
+        .layer__traffic__kv_write(t_kv_write)
     );
 
     string script_file, log_file, stop_file, wave_file;
@@ -227,8 +241,12 @@ module core_harness #(
                     if (traced) $fwrite(log, "S %0h %0h %h\n", pc, spk_addr, spk_data);
                 end
                 if (layer_done) begin
-                    $fwrite(log, "L %0h %0d %0d %0d %0d %0d %0h %0h %0h\n", pc, l_cycles, l_additions, l_events,
-                            mem, n, lo, hi, sum);
+                    $fwrite(log, "L %0h %0d %0d %0d %0d %0d %0h %0h %0h %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d\n", pc, l_cycles, l_additions,
+                            l_events, mem, n, lo, hi, sum,
+                            t_program_read, t_pixels_read, t_spikes_read, t_spikes_write,
+                            t_ints_read, t_ints_write, t_weights_read, t_biases_read,
+                            t_accumulators_read, t_accumulators_write, t_membranes_read,
+                            t_membranes_write, t_thresholds_read, t_kv_read, t_kv_write);
                     {n, lo, hi, sum, mem} = '0;
                 end
                 {w_count, w_lo, w_hi, w_sum, w_mem} <= {n, lo, hi, sum, mem};

@@ -4,6 +4,9 @@ Counts ``model.parameters()`` (not buffers), as the reference training script do
 the reference code: 15M 15.11M, 31M 31.33M, 55M 55.35M, 55M with distillation head 55.99M.
 Models are built on the ``meta`` device: no memory is allocated, so this runs in a second.
 
+Then the 31M under every switch of the paper's Table 5 (:data:`golden.model.ABLATIONS`), beside
+the paper's column (:func:`tools.table5.print_parameters`, also ``python -m tools.table5 --params``).
+
 Usage: ``python tools/param_counts.py``
 """
 
@@ -34,9 +37,12 @@ def count_parameters(name: str, **kwargs) -> int:
 
 
 def main() -> None:
+    from tools.table5 import print_parameters
+
     for label, name, kwargs in MODELS:
         n = count_parameters(name, **kwargs)
         print(f"{label}: {n / 1e6:.2f}M ({n:,} parameters)")
+    print_parameters()
 
 
 if __name__ == "__main__":

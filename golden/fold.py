@@ -346,8 +346,7 @@ class LIFStep(Step):
         self.v_threshold = float(v_threshold)
         self.tau = float(tau)
         self.record = False
-        self.last_membrane: Tensor | None = None
-        self.last_spikes: Tensor | None = None
+        self.last_membrane = self.last_spikes = None        # Tensor, kept by forward while record is set
 
     def forward(self, x: Tensor) -> Tensor:
         spikes, membrane = multistep_lif(x, v_threshold=self.v_threshold, tau=self.tau, return_membrane=True)

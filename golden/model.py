@@ -223,25 +223,11 @@ class BNAndPadLayer(nn.Module):
         return padded
 
     # Reference accessors (BNAndPadLayer exposes its BN's tensors directly).
-    @property
-    def weight(self) -> Tensor:
-        return self.bn.weight
-
-    @property
-    def bias(self) -> Tensor:
-        return self.bn.bias
-
-    @property
-    def running_mean(self) -> Tensor:
-        return self.bn.running_mean
-
-    @property
-    def running_var(self) -> Tensor:
-        return self.bn.running_var
-
-    @property
-    def eps(self) -> float:
-        return self.bn.eps
+    weight = property(lambda self: self.bn.weight)
+    bias = property(lambda self: self.bn.bias)
+    running_mean = property(lambda self: self.bn.running_mean)
+    running_var = property(lambda self: self.bn.running_var)
+    eps = property(lambda self: self.bn.eps)
 
 
 class RepConv(nn.Module):

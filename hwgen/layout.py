@@ -73,13 +73,8 @@ class ConvGeometry:
     def out_w(self) -> int:
         return (self.w + 2 * self.padding - self.kernel) // self.stride + 1
 
-    @property
-    def cg_in(self) -> int:
-        return self.c_in // self.groups
-
-    @property
-    def cg_out(self) -> int:
-        return self.c_out // self.groups
+    cg_in = property(lambda self: self.c_in // self.groups, doc="input channels per group")
+    cg_out = property(lambda self: self.c_out // self.groups, doc="output channels per group")
 
 
 def _word(limit, doc: str, default=dataclasses.MISSING):

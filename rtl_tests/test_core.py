@@ -24,7 +24,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "hw"
 T4_RUN = pytest.mark.xdist_group("digits_t4_run")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")   # module scope would be rebuilt when xdist interleaves other modules
 def digits_t4_run(digits_program, tmp_path_factory):
     """The digits model at T = 4 on 10 held-out images: (core image, results, golden, pixels).
     Every memory and register without a reset value starts random (seed logged), so the run

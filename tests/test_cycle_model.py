@@ -21,13 +21,7 @@ import torch
 
 from contract.config import load_config
 from hwgen.compiler import cycles
-from hwgen.compiler.cycles import (
-    ConvTiming,
-    conv_cycles,
-    instruction_cycles,
-    maxplus_chain,
-    sdsa_cycles,
-)
+from hwgen.compiler.cycles import ConvTiming, conv_cycles, instruction_cycles, maxplus_chain, sdsa_cycles
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "configs" / "hw" / "digits.yaml"

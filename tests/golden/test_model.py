@@ -216,26 +216,30 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 def test_55m_reference_key_names_and_shapes(meta_55m):
     sd = meta_55m.state_dict()
     shapes = {
+        # the downsampling (encoding) convs
         "downsample1_1.encode_conv.weight": (64, 3, 7, 7),
         "downsample1_1.encode_conv.bias": (64,),
         "downsample1_2.encode_conv.weight": (128, 64, 3, 3),
         "downsample4.encode_conv.weight": (640, 512, 3, 3),
+        # a conv block: SepConv (pw 1x1, dw 7x7, pw 1x1), then the channel convs 3x3
         "ConvBlock1_1.0.Conv.pwconv1.weight": (128, 64, 1, 1),
         "ConvBlock1_1.0.Conv.dwconv.weight": (128, 1, 7, 7),
         "ConvBlock1_1.0.Conv.pwconv2.weight": (64, 128, 1, 1),
         "ConvBlock1_1.0.conv1.weight": (256, 64, 3, 3),
         "ConvBlock1_1.0.conv2.weight": (64, 256, 3, 3),
-        "ConvBlock2_2.0.conv2.weight": (256, 1024, 3, 3),
+        "ConvBlock2_2.0.conv2.weight": (256, 1024, 3, 3),            # stage 2: mlp ratio 4
+        # a transformer block: RepConv q/k/v/proj (1x1, BN-and-pad, dw 3x3, 1x1)
         "block3.0.attn.q_conv.0.body.0.weight": (512, 512, 1, 1),
         "block3.0.attn.q_conv.0.body.2.0.weight": (512, 1, 3, 3),
         "block3.0.attn.q_conv.0.body.2.1.weight": (512, 512, 1, 1),
         "block3.5.attn.proj_conv.0.body.2.1.weight": (512, 512, 1, 1),
         "block4.1.attn.k_conv.0.body.0.weight": (640, 640, 1, 1),
+        # the transformer block's channel MLP (Conv1d 1x1), and the head
         "block3.0.mlp.fc1_conv.weight": (2048, 512, 1),
         "block3.0.mlp.fc1_conv.bias": (2048,),
         "block3.0.mlp.fc2_conv.weight": (512, 2048, 1),
         "block4.1.mlp.fc2_conv.bias": (640,),
-        "head.weight": (1000, 640),
+        "head.weight": (1000, 640),                                  # classes x stage-4 width
         "head.bias": (1000,),
     }
     for key, shape in shapes.items():

@@ -14,11 +14,8 @@ module acc_harness #(
     parameter int LANES = 4,
     parameter int EVENT_W = 32,
     parameter int DESC_W = 200,
-    parameter int ACC_W = 20,
-    parameter int WEIGHT_W = 8,
-    parameter int BIAS_W = 16,
-    parameter int W_ADDR_W = 12,
-    parameter int B_ADDR_W = 6,
+    parameter int ACC_W = 20, WEIGHT_W = 8, BIAS_W = 16,   // accumulator, weight and bias words per lane
+    parameter int W_ADDR_W = 12, B_ADDR_W = 6,            // weight and bias memory addresses
     parameter int COUNTER_WIDTH = 40,   // width of the acc_array.counters__* ports
     parameter int DEPTH = 65536         // most events, and most drained words, per run
 ) (
@@ -34,13 +31,8 @@ module acc_harness #(
     output logic [31:0] cycles,
     output wire [31:0] outputs,
     output wire busy,
-    output wire [COUNTER_WIDTH-1:0] count_busy,
-    output wire [COUNTER_WIDTH-1:0] count_additions,
-    output wire [COUNTER_WIDTH-1:0] count_events,
-    output wire [COUNTER_WIDTH-1:0] count_ops,
-    output wire [COUNTER_WIDTH-1:0] count_starved,
-    output wire [COUNTER_WIDTH-1:0] count_drain,
-    output wire [COUNTER_WIDTH-1:0] count_drain_stalls
+    output wire [COUNTER_WIDTH-1:0] count_busy, count_additions, count_events, count_ops, count_starved,
+                                    count_drain, count_drain_stalls
 );
     localparam int OUT_W = LANES * ACC_W + 1;
 

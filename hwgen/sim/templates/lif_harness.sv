@@ -11,13 +11,9 @@
 
 module lif_harness #(
     parameter int LANES = 4,
-    parameter int CURRENT_WIDTH = 12,
-    parameter int MEMBRANE_WIDTH = 18,
-    parameter int THRESHOLD_WIDTH = 11,
-    parameter int BEATS_WIDTH = 9,       // width of lif_core.beats
-    parameter int ROWS_WIDTH = 5,        // width of lif_core.thr_rows
-    parameter int ROW_ADDR_WIDTH = 4,    // width of lif_core.thr_write__addr
-    parameter int STEPS_WIDTH = 5,       // width of lif_core.timesteps
+    parameter int CURRENT_WIDTH = 12, MEMBRANE_WIDTH = 18, THRESHOLD_WIDTH = 11,   // per lane
+    // the widths of lif_core.beats, .thr_rows, .thr_write__addr and .timesteps
+    parameter int BEATS_WIDTH = 9, ROWS_WIDTH = 5, ROW_ADDR_WIDTH = 4, STEPS_WIDTH = 5,
     parameter int DEPTH = 65536          // most beats (x timesteps) one run can hold
 ) (
     input  wire clk, rst, load, go, dump,   // the handshake of hwgen/sim/harness.py
@@ -43,7 +39,7 @@ module lif_harness #(
     logic [IN_W-1:0] in_payload;
     logic [OUT_W-1:0] out_payload;
 
-    always_ff @(posedge clk) begin
+    always_ff @(posedge clk) begin   // the threshold rows first, then one `start`: the core runs until `done`
         start <= 1'b0;
         if (rst) state <= IDLE;
         else if (go) begin

@@ -13,10 +13,8 @@ module sdsa_harness #(
     parameter int LANES = 4,
     parameter int ACC_WIDTH = 9,
     parameter int IN_WIDTH = 96,         // width of sdsa_unit.spikes__payload
-    parameter int TOKENS_WIDTH = 6,      // width of sdsa_unit.tokens
-    parameter int HEADS_WIDTH = 3,       // width of sdsa_unit.heads
-    parameter int HDIM_WIDTH = 4,        // width of sdsa_unit.head_dim
-    parameter int STEPS_WIDTH = 5,       // width of sdsa_unit.timesteps
+    // the widths of sdsa_unit.tokens, .heads, .head_dim and .timesteps
+    parameter int TOKENS_WIDTH = 6, HEADS_WIDTH = 3, HDIM_WIDTH = 4, STEPS_WIDTH = 5,
     parameter int COUNTER_WIDTH = 40,    // width of the sdsa_unit.perf__* counters
     parameter int DEPTH = 32768,         // most input beats one run can hold
     parameter int OUT_DEPTH = 32768      // most output beats one run can hold
@@ -33,12 +31,8 @@ module sdsa_harness #(
     output logic [31:0] cycles,
     output wire [31:0] outputs,
     output wire [31:0] inputs,
-    output wire [COUNTER_WIDTH-1:0] perf_cycles,
-    output wire [COUNTER_WIDTH-1:0] perf_additions,
-    output wire [COUNTER_WIDTH-1:0] perf_in_beats,
-    output wire [COUNTER_WIDTH-1:0] perf_out_beats,
-    output wire [COUNTER_WIDTH-1:0] perf_stall_cycles,
-    output wire [COUNTER_WIDTH-1:0] perf_starve_cycles
+    output wire [COUNTER_WIDTH-1:0] perf_cycles, perf_additions, perf_in_beats, perf_out_beats,
+                                    perf_stall_cycles, perf_starve_cycles
 );
     localparam int OUT_W = LANES * ACC_WIDTH;
 

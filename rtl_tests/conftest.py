@@ -8,6 +8,23 @@ from contract.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 LIF_CONFIGS = ["lif_small", "lif_wide", "lif_subtract"]
 
+#: Unit testbenches in the default run: every cocotb test on each unit's first config, and on the
+#: other configs the random sweep and the lint only (the fuzzed configurations of tests/gateware cover more
+#: shapes); ``-m slow`` runs every test on every config.
+FULL_CONFIG = {"lif_hw": "lif_small", "acc_hw": "acc_small", "sdsa_cfg": "sdsa3_l4"}
+ON_EVERY_CONFIG = {"random_currents", "random_layers", "random_spikes"}
+
+
+@pytest.hookimpl(tryfirst=True)         # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "lint" in item.name:
+            continue                    # every config's Verilog is linted in the default run
+        for fixture, full in FULL_CONFIG.items():
+            if fixture in params and params[fixture] != full and params.get("testcase") not in ON_EVERY_CONFIG:
+                item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(params=LIF_CONFIGS)
 def lif_hw(request):

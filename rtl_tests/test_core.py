@@ -49,6 +49,7 @@ def test_digits_t4_every_layer_and_timestep_exact(digits_t4_run):
     assert image.program.T == 4
 
 
+@pytest.mark.slow   # ~110 s; T = 1 runs in the default suite in test_sim_runs.py and test_waves.py
 def test_digits_t1_fifty_images_exact_with_accuracy(digits_t1_program, tmp_path):
     """The acceptance run: 50 held-out images at T = 1, every layer checked, classes printed."""
     hw = load_config(CONFIGS / "digits.yaml")

@@ -101,6 +101,7 @@ def _check(image, result, traces, tokens: int):
     assert result.layers[image.layers.index(sdsa)].additions > 0
 
 
+@pytest.mark.slow   # ~4 min; the digits core runs (test_core.py) are the default run
 def test_15m_block_at_14x14_tokens(tmp_path):
     image, result, traces = _run_block(tmp_path, 224)
     _report(image, result, traces)

@@ -8,7 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OutputExists", "atomic_output_dir", "file_sha256"]
+__all__ = ["OutputExists", "atomic_output_dir", "file_sha256", "read_document"]
 
 
 class OutputExists(FileExistsError):
@@ -50,3 +50,15 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_document(path: Path, parse, error: type[Exception], syntax_errors: tuple[type[BaseException], ...],
+                  what: str):
+    """``parse(text)`` of a text file; ``error`` naming the file when it cannot be read or is not
+    valid ``what`` (one of ``syntax_errors`` raised by ``parse``)."""
+    try:
+        return parse(Path(path).read_text())
+    except OSError as e:
+        raise error(f"{path}: cannot be read: {e.strerror}") from None
+    except syntax_errors as e:
+        raise error(f"{path}: not valid {what}: {e}") from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.fsutil import atomic_output_dir
+from contract.fsutil import atomic_output_dir, read_document
 
 __all__ = ["FORMAT", "VERSION", "KINDS", "KindFormat", "check_registry", "Layer", "Program", "save_program",
            "load_program", "ProgramError"]
@@ -161,12 +161,7 @@ def save_program(program: Program, out: str | Path) -> Path:
 def load_program(folder: str | Path) -> Program:
     folder = Path(folder)
     path = folder / "program.json"
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise ProgramError(f"{path}: cannot be read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ProgramError(f"{path}: not valid JSON: {e}") from None
+    doc = read_document(path, json.loads, ProgramError, (json.JSONDecodeError,), "JSON")
     if doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise ProgramError(f"{path}: format/version = {doc.get('format')!r}/{doc.get('version')!r}: "
                            f"expected {FORMAT!r}/{VERSION}")

@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 import yaml
 
+from contract.fsutil import read_document
 from contract.program import Layer
 
 __all__ = ["RateError", "RateRow", "RateTable", "LayerRates", "load_rate_table", "spike_inputs",
@@ -137,12 +138,7 @@ def _names(path: str, where: str, value) -> tuple[str, ...]:
 def load_rate_table(path: str | Path) -> RateTable:
     """Read and validate a rate table (RateError naming the row and key on a bad file)."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise RateError(f"{path}: cannot be read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise RateError(f"{path}: not valid YAML: {e}") from None
+    doc = read_document(path, yaml.safe_load, RateError, (yaml.YAMLError,), "YAML")
     p = str(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         got = doc.get("format") if isinstance(doc, dict) else doc

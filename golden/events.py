@@ -50,7 +50,10 @@ and the integer engine take them time first, ``[T, B, 2, H, W]``.
 **The split** (:func:`load_event_split`) is the digits' own (:func:`golden.digits.load_digits_split`,
 fixed and stratified), each recording's motion and threshold mismatch drawn from
 ``numpy.random.default_rng([seed, part])`` (part 0 training, 1 test) in split order: the same
-arguments give the same frames on every machine (integer draws and IEEE double arithmetic).
+arguments give the same frames run after run (numpy's generators are reproducible across
+platforms; ``log`` and ``sin`` come from numpy's own kernels, which another numpy build or CPU may
+round differently in the last bit, moving an event only where a change lies within that bit of a
+threshold crossing).
 Training draws a new motion every epoch (another ``seed``); the test split keeps ``seed`` 0.
 
 Why not tonic: tonic 1.7 installs beside torch 2.13.0 without moving it, but brings about twenty

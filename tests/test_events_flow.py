@@ -121,3 +121,24 @@ def test_the_core_reads_the_frames_from_the_spike_memory_and_counts_no_mac(event
     assert dw.additions == int(taps.sum()) * a["out_channels"] and dw.macs == 0 and dw.events == x.sum()
     pw = paper_work(enc, measured_rates(enc, view), T, image.lanes)
     assert pw.macs == 0 and pw.additions > 0
+
+
+CHECKPOINT = REPO / "checkpoints" / "events_sdsa3_t2.pth"
+#: the committed checkpoint's float top-1 on the test recordings (0.780, checkpoints/README.md) less 1.5 points
+FLOAT_FLOOR = 0.765
+
+
+def test_the_event_model_int8_is_within_one_point_of_float():
+    """The acceptance figure: the committed event model's float and int8 top-1 on the 450 test
+    recordings (golden.evaluate, as ``hwgen eval`` runs it) differ by at most one point."""
+    from golden.evaluate import evaluate
+    from golden.export import load_model
+
+    hw = load_config(REPO / "configs" / "hw" / "digits.yaml")
+    model = load_model(CHECKPOINT)
+    program = quantize(fold_model(model), hw, input_shape=[2, 32, 32], model_name=CHECKPOINT.name, spike_frames=True)
+    source = open_images("events:test", Preprocessing.event_frames(32, model.T))
+    result = evaluate(program, model, source, batch=150).as_dict()
+    assert result["images"] == result["labelled"] == 450
+    assert abs(result["float_top1"] - result["int_top1"]) <= 0.01, result
+    assert result["float_top1"] >= FLOAT_FLOOR

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tools.train_events                    # T = 4 -> checkpoints/events_sdsa3_t4.pth
+    python -m tools.train_events                    # T = 2, 15 epochs -> checkpoints/events_sdsa3_t2.pth
 
 (checkpoints/README.md lists the exact command of the committed checkpoint.)
 
@@ -46,9 +46,9 @@ from tools.train_digits import init_firing, seed_everything
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.train_events", description=__doc__.split("\n")[0])
-    p.add_argument("--T", type=int, default=4, help="timesteps = event frames per recording (default 4)")
+    p.add_argument("--T", type=int, default=2, help="timesteps = event frames per recording (default 2)")
     p.add_argument("--sdsa", type=int, default=3, choices=(1, 2, 3, 4), help="SDSA variant (default 3)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--out", type=Path, default=None, help="default checkpoints/events_sdsa{S}_t{T}.pth")
     p.add_argument("--seed", type=int, default=0, help="model init, batch order and shifts")
     p.add_argument("--motions", type=int, default=6,
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=1e-5)
-    p.add_argument("--warmup", type=float, default=2.0, help="warmup epochs, linear")
+    p.add_argument("--warmup", type=float, default=1.0, help="warmup epochs, linear")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--shift", type=int, default=1, help="max random shift in native (8x8) pixels")

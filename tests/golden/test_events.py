@@ -99,9 +99,9 @@ def test_streams_frame_to_the_direct_frames_and_the_split_is_seeded():
     assert not np.array_equal(framed, event_frames(img, 2, cam, np.random.default_rng(8)))
     stats = frame_statistics(img, 2, cam, np.random.default_rng(7))
     assert stats["events_per_recording"] == sum(len(s) for s in streams) / 3
-    a = load_event_split(2, parts=("test",))["test"]
-    b = load_event_split(2, parts=("test",))["test"]
-    c = load_event_split(2, seed=1, parts=("test",))["test"]
-    assert a[0].shape == (450, 2, 2, 32, 32) and a[0].dtype == np.uint8 and set(np.unique(a[0])) == {0, 1}
+    a = load_event_split(1, parts=("test",))["test"]
+    b = load_event_split(1, parts=("test",))["test"]
+    c = load_event_split(1, seed=1, parts=("test",))["test"]
+    assert a[0].shape == (450, 1, 2, 32, 32) and a[0].dtype == np.uint8 and set(np.unique(a[0])) == {0, 1}
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert np.array_equal(a[1], c[1]) and not np.array_equal(a[0], c[0])

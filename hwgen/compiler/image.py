@@ -247,7 +247,7 @@ class Compilation:
         if name in self.regions:
             return self.regions[name]
         if name == INPUT:
-            self.need(layer.kind == "conv" and layer.attrs.get("input") == "spikes", layer,
+            self.need(layer.attrs.get("input") == "spikes", layer,
                       "only the encoding conv of a spike-input program reads the input from the spike memory")
             shape = tuple(layer.attrs["in_shape"])
             return self.place(INPUT, "spikes", int(np.prod(shape[1:])), shape[0], shape, self.T)

@@ -12,7 +12,8 @@ the program fits the configured core and, when not, which memories are short and
 Cycles come from the core's cycle model (``hwgen.compiler.cycles.instruction_cycles``, which is
 held to the RTL's counters) when it is installed and images give the spike maps it needs;
 otherwise they are "not modelled yet" (null), and only the lower bound is shown. Memory word
-counts are analytical (:func:`hwgen.perf.memory.layer_traffic`) until the RTL counts them.
+counts are :func:`hwgen.perf.memory.layer_traffic`, the model the core's traffic counters equal
+on every image ``hwgen sim`` runs (exact from spike maps; expected from a rate table).
 
 The output folder gets ``run.json`` in ``hwgen sim``'s format (``"kind": "estimate"``: no image
 is bit-exact checked; the estimate's own fields under ``estimate`` and in each layer) and
@@ -33,6 +34,7 @@ import numpy as np
 
 from contract.config import HwConfig, load_config
 from contract.program import INPUT, KINDS, Program, load_program
+from hwgen.compiler.kinds import core_kind
 from hwgen.perf.architecture import PAPER_MODELS
 from hwgen.perf.energy import E_AC_PJ, E_MAC_PJ, Work, datapath_work, paper_work
 from hwgen.perf.memory import MEMORIES, SramModel, core_memories
@@ -115,8 +117,8 @@ def _needs(image, program: Program, hw: HwConfig) -> dict:
         "pixels": (0 if program.header["input"].get("encoding") == "spikes" else c * h * w,   # spike frames: none
                    hw.core.pixel_depth, "core.pixel_depth"),
         "program": (len(image.instructions) + 1, hw.core.program_depth, "core.program_depth"),
-        "input channels": (max((l.attrs.get("in_channels", l.attrs.get("in_features", 0)) for l in image.layers
-                                if l.kind in ("conv", "linear")), default=0),
+        "input channels": (max((core_kind(l.kind).geometry(l).c_in for l in image.layers
+                                if core_kind(l.kind).unit == "accumulator"), default=0),
                            hw.accumulator.max_channels, "accumulator.max_channels"),
     }
     if attn and hw.sdsa is not None:
@@ -163,13 +165,14 @@ def _run_image(engine, program: Program, pixels, kept: dict | None, times: dict)
 
 
 def _input_rate(layer, rates: LayerRates | None) -> float | None:
-    """The report's input rate: the spike input of a conv / linear layer, the mean of q, k, v of
-    an SDSA layer, v of a mask (as ``hwgen sim`` shows it)."""
+    """The report's input rate: the mean rate of the spike inputs ``hwgen sim`` shows for the
+    kind (its ``spike_inputs`` hook: a conv's input, q, k, v of an SDSA layer, v of a mask)."""
     if rates is None or not rates.roles:
         return None
-    if layer.kind == "mask":
-        return rates.mean("v")
-    return rates.mean()
+    kind = core_kind(layer.kind)
+    shown = {layer.inputs[i] for i in kind.spike_inputs(layer)}
+    roles = [role for role, tensor in kind.spike_roles(layer).items() if tensor in shown and role in rates.roles]
+    return float(np.mean([rates.mean(role) for role in roles])) if roles else rates.mean()
 
 
 def _mean_work(works: list[Work]) -> Work:
@@ -417,7 +420,8 @@ def _sections(run: dict, rows: list[dict]) -> list[dict]:
                       f"{_mj(m['energy_pj'] / 1e9)} | {100 * m['energy_pj'] / total:.1f}% |")
         compute = sum(r["compute_pj"] for r in rows)
         mt.append(f"| (integer arithmetic) | | | | | | {_mj(compute / 1e9)} | {100 * compute / total:.1f}% |")
-        mt += ["", "Words per image, datapath counting (analytical: hwgen.perf.memory.layer_traffic). "
+        mt += ["", "Words per image, datapath counting (hwgen.perf.memory.layer_traffic, which the core's "
+               "traffic counters equal on simulated images). "
                "pJ/access for one word of all its macros; * outside Horowitz's 8 KB - 1 MB SRAM points "
                "(extrapolated; a memory beyond 1 MB would in practice be DRAM, 1.3-2.6 nJ per 64 bits)."]
         sections.append({"title": "Memory traffic (memory-aware model)", "markdown": "\n".join(mt)})

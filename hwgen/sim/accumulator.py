@@ -177,35 +177,27 @@ def layers_from_program(folder: Path, cfg: AccumulatorConfig, image: int = 0):
     the membrane shortcut), ``[T, C_out, H_out, W_out]``."""
     from contract.program import load_program
     from golden.export import load_traces
+    from hwgen.compiler.kinds import core_kind
 
     program = load_program(folder)
     traces = load_traces(folder)
+    T = program.T
     layers = []
     for layer in program.layers:
-        a = layer.attrs
-        if layer.kind not in ("conv", "linear"):
+        kind = core_kind(layer.kind)
+        if kind.unit != "accumulator":
             continue
-        w = program.array(layer, "weight").astype(np.int64)
+        geo = kind.geometry(layer)
+        w = kind.weights(program.array(layer, "weight").astype(np.int64))
         b = program.array(layer, "bias").astype(np.int64)
-        planes = 1
-        if layer.kind == "linear":
-            geo = ConvGeometry(a["in_features"], a["out_features"], 1, 1)
-            x = traces[layer.inputs[0]][:, image, :, None, None].astype(np.int64)
-            w = w[:, :, None, None]
-            traced = traces[layer.name][:, image, :, None, None].astype(np.int64)
+        if kind.pixels(layer):
+            x, planes = np.repeat(traces["input"][None, image], T, axis=0).astype(np.int64), cfg.input_bits
         else:
-            c, h, wd = a["in_shape"]
-            geo = ConvGeometry(a["in_channels"], a["out_channels"], h, wd, a["kernel"], a["stride"],
-                               a["padding"], a["groups"])
-            if a["input"] == "pixels":
-                x = np.repeat(traces["input"][None, image], program.T, axis=0).astype(np.int64)
-                planes = cfg.input_bits
-            else:
-                x = traces[layer.inputs[0]][:, image].astype(np.int64)
-            traced = traces[layer.name][:, image].astype(np.int64)
-            if a["residual"] is not None:
-                traced = traced - traces[a["residual"]][:, image].astype(np.int64)
-        layers.append((layer.name, geo, w, b, x, planes, traced))
+            x, planes = traces[layer.inputs[0]][:, image].astype(np.int64).reshape(T, geo.c_in, geo.h, geo.w), 1
+        traced = traces[layer.name][:, image].astype(np.int64)
+        if layer.attrs.get("residual") is not None:
+            traced = traced - traces[layer.attrs["residual"]][:, image].astype(np.int64)
+        layers.append((layer.name, geo, w, b, x, planes, traced.reshape(T, geo.c_out, geo.out_h, geo.out_w)))
     return layers
 
 

@@ -390,8 +390,7 @@ code's key names kept):
   convs (MetaFormer's ConvFormer MLP): 64 C^2 fewer weights per block.
 - *Linear* Q/K/V or output projection: a 1x1 conv without bias and its BN, as in Spike-driven
   Transformer V1 (`q_conv.0.weight`, `q_conv.1.*`): C^2 + 13 C fewer per projection than RepConv's
-  2 C^2 + 15 C (the paper's text says RepConv *reduces* the parameters; its column says the
-  opposite, and the column is what is reproduced).
+  2 C^2 + 15 C.
 - *Remove pyramid*: no `downsample4` at all and `block4` at stage 3's width; keeping a 384 -> 384
   `downsample4` would give 28.24M.
 - *Vanilla shortcut*: the shortcut "between membrane potential and spike" of Res-CNN
@@ -410,10 +409,10 @@ code's key names kept):
   0-2 in stage 4 in place of the transformer blocks, stages 1-2 as the reference
   (`tools.table5.fully_conv_search()`), the count comes within {PARAMS_TOLERANCE_M}M of 36.0M for {search}.
   The paper's energy for the row, 2.9 mJ against the baseline's 7.8 mJ, also points to a
-  different network; we could not identify it. `blocks="conv"` is the whole-block swap, and that is what is
-  built, trained and run below.
-- The row "{PAPER_UNREPRODUCED[0].label}" ({PAPER_UNREPRODUCED[0].params_m}M, {PAPER_UNREPRODUCED[0].energy_mj} mJ, {PAPER_UNREPRODUCED[0].top1}%) is
-  not built: {PAPER_UNREPRODUCED[0].note}.
+  different network; we could not identify it. `blocks="conv"` is the whole-block swap, and
+  that is what is built, trained and run below.
+- The row "{PAPER_UNREPRODUCED[0].label}" ({PAPER_UNREPRODUCED[0].params_m}M, {PAPER_UNREPRODUCED[0].energy_mj} mJ,
+  {PAPER_UNREPRODUCED[0].top1}%) is not built: {PAPER_UNREPRODUCED[0].note}.
 
 ## The digits model under each switch
 

@@ -21,6 +21,7 @@ Usage::
     .venv/bin/python -m tools.table5 --params                # the 31M's parameter column
     .venv/bin/python -m tools.table5                         # everything; writes docs/table5.md
     .venv/bin/python -m tools.table5 --variants baseline,sew_shortcut --epochs 2 --out build/t5 --doc build/t5/t5.md
+    .venv/bin/python -m tools.table5 --rewrite-doc           # the document again from build/table5/results.json
 
 Each variant's core is ``configs/hw/digits.yaml`` with what the variant needs (:data:`HW_OVERRIDES`):
 its SDSA variant, and for the fully transformer-based model an SDSA unit for stage 1's 256 tokens.

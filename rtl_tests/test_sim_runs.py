@@ -25,10 +25,11 @@ def test_keep_going_records_the_mismatching_image_and_checks_the_rest(digits_t1_
 
 def test_first_mismatch_stops_the_run(digits_t1_program, tmp_path, corrupt_image_1):
     with pytest.raises(MismatchError, match=rf"image 1, layer {corrupt_image_1} \(lif\)"):
-        simulate(digits_t1_program, load_config(HW), out=tmp_path / "run", count=12, log=lambda m: None)
+        simulate(digits_t1_program, load_config(HW), out=tmp_path / "run", count=60, log=lambda m: None)
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
-    # the harness stopped at the next image boundary after the checker asked: not all 12 ran
-    assert 2 <= len(saved["images"]) < 12 and not saved["images"][1]["exact"]
+    # the harness stopped at the next image boundary after the checker asked: not all 60 ran (the
+    # simulator runs ahead of the checker, by several images on a loaded machine: 12 was too few)
+    assert 2 <= len(saved["images"]) < 60 and not saved["images"][1]["exact"]
 
 
 def test_a_shard_is_named_by_its_indices(digits_t1_program, tmp_path):

@@ -63,12 +63,16 @@ class LayerRates:
         return float(np.mean([np.mean(v) for v in values])) if values else None
 
 
+def _kind(layer: Layer):
+    from hwgen.compiler.kinds import core_kind      # amaranth: only when rates are asked for
+
+    return core_kind(layer.kind)
+
+
 def spike_inputs(layer: Layer) -> dict[str, str]:
     """The spike tensors a layer consumes, role -> tensor name (the encoding conv's pixels and
     a membrane shortcut's integers are not spikes): its kind's ``spike_roles`` hook."""
-    from hwgen.compiler.kinds import core_kind      # amaranth: only when rates are asked for
-
-    return core_kind(layer.kind).spike_roles(layer)
+    return _kind(layer).spike_roles(layer)
 
 
 @dataclass
@@ -88,7 +92,7 @@ class RateTable:
             rates = [float(r) for r in row.rates[:T]]
             if row.sdsa is not None:
                 layer = by_name.get(row.sdsa)
-                if layer is None or layer.kind != "sdsa":
+                if layer is None or _kind(layer).unit != "sdsa":
                     raise RateError(f"{self.path}: row {row.row!r} names SDSA layer {row.sdsa!r}, which the program "
                                     f"does not have" + ("" if layer is None else f" (it is a {layer.kind} layer)"))
                 if row.tensor in spike_inputs(layer):
@@ -100,7 +104,7 @@ class RateTable:
                 if layer is None:
                     raise RateError(f"{self.path}: row {row.row!r} names layer {name!r}, which the program does not "
                                     "have")
-                if layer.kind == "conv" and not spike_inputs(layer):
+                if _kind(layer).pixels(layer):
                     continue            # the encoding conv: its input is the image (the table says 1)
                 if "input" not in spike_inputs(layer):
                     raise RateError(f"{self.path}: row {row.row!r} names {name!r}, a {layer.kind} layer with no "

@@ -76,7 +76,7 @@ def test_no_kind_chains_outside_the_registries():
     """Elsewhere on the registries' sides a module may pick out one kind (``layer.kind == "lif"``
     to select the neurons), but a chain over two or more is a registry lookup."""
     chains = {}
-    for side in ("contract", "golden", "hwgen/compiler"):
+    for side in ("contract", "golden", "hwgen"):
         for f in sorted((REPO / side).rglob("*.py")):
             if f.name != "kinds.py":
                 found = kinds_compared(f.read_text())

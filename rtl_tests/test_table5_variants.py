@@ -5,7 +5,7 @@ integer engine (the first mismatch raises, naming image, layer, timestep, channe
 
 The digits model's dimensions (golden.digits.DIGITS_MODEL_DEFAULTS), random weights with firing rates calibrated to 10-40% (golden.calibrate), so no training is
 needed and every layer carries spikes. Slow (a core build per distinct configuration, five in
-all, and two images per variant; 20 min on 2 cores shared with other jobs, builds cached):
+all, and two images per variant; 3 min with the builds cached, 20 min on 2 cores loaded by other jobs):
 ``.venv/bin/pytest -n 0 -m slow rtl_tests/test_table5_variants.py``.
 The trained variants run the same path in ``python -m tools.table5`` (docs/table5.md).
 """

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hwgen.toolchain import verilator_env
 
-__all__ = ["SimRun", "run_cocotb", "REPO_ROOT", "range_bits", "write_if_changed", "cocotb_tests", "unit_sim_run",
+__all__ = ["SimRun", "run_cocotb", "folder_lock", "REPO_ROOT", "range_bits", "write_if_changed", "cocotb_tests", "unit_sim_run",
            "TEMPLATES", "HARNESS_KIT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def write_if_changed(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path):
+def folder_lock(folder: Path):
     """Hold an exclusive lock on ``folder`` (a build) until the block ends."""
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -147,7 +147,7 @@ def run_cocotb(run: SimRun, *, results_name: str = "results.xml") -> int:
     build_dir = run.build_dir()
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = _verilator_runner(run.public_depth)
-    with _locked(build_dir):
+    with folder_lock(build_dir):
         runner.build(
             sources=[Path(s).resolve() for s in run.sources],
             hdl_toplevel=run.toplevel,

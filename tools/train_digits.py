@@ -169,6 +169,53 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def optimizer_and_schedule(model: torch.nn.Module, args, n_train: int):
+    """AdamW without weight decay on BN and biases (1-D parameters), and the learning rate per
+    step: linear warmup over ``args.warmup`` epochs, then cosine from ``args.lr`` to ``args.min_lr``."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    steps_per_epoch = math.ceil(n_train / args.batch_size)
+    total = args.epochs * steps_per_epoch
+    warm = int(round(args.warmup * steps_per_epoch))
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return args.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+    return opt, lr_at
+
+
+def train_step(model: torch.nn.Module, opt, lr: float, x: torch.Tensor, y: torch.Tensor,
+               label_smoothing: float) -> tuple[float, int]:
+    """One optimizer step on a batch at learning rate ``lr``: (summed loss, correct predictions)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    logits = model(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach()) * len(y), int((logits.detach().argmax(1) == y).sum())
+
+
+def training_args(args) -> dict:
+    """The training settings a checkpoint's ``args`` records (besides the model's)."""
+    keys = ("epochs", "seed", "split_seed", "batch_size", "lr", "min_lr", "warmup", "weight_decay",
+            "label_smoothing", "shift", "shift_prob", "threads")
+    return {**{k: getattr(args, k) for k in keys}, "init": None if args.init is None else str(args.init)}
+
+
+def save_trained(model: torch.nn.Module, out: Path, saved: argparse.Namespace, epochs: int, summary: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, out, saved, epoch=epochs)
+    print(summary)
+    print(f"wall time {saved.wall_time_s:.1f}s  saved {out} ({os.path.getsize(out) / 1024:.0f} KiB)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -191,21 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {cfg}\nparameters: {n_params}  train {len(y_train)}  test {len(y_test)}  "
           f"threads {torch.get_num_threads()}", flush=True)
 
-    # no weight decay on BN / biases (1-D parameters)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    steps_per_epoch = math.ceil(len(y_train) / args.batch_size)
-    total = args.epochs * steps_per_epoch
-    warm = int(round(args.warmup * steps_per_epoch))
-
-    def lr_at(step: int) -> float:
-        if step < warm:
-            return args.lr * (step + 1) / warm
-        progress = (step - warm) / max(1, total - warm)
-        return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1.0 + math.cos(math.pi * progress))
-
+    opt, lr_at = optimizer_and_schedule(model, args, len(y_train))
     gen = torch.Generator().manual_seed(args.seed)
     step = 0
     for epoch in range(args.epochs):
@@ -216,17 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             idx = perm[i:i + args.batch_size]
             x = random_shift(x_train[idx], args.shift, gen, args.shift_prob)
             y = y_train[idx]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, right = train_step(model, opt, lr_at(step), x, y, args.label_smoothing)
             step += 1
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += len(y)
+            loss_sum, correct, seen = loss_sum + loss, correct + right, seen + len(y)
         test_acc = evaluate(model, x_test, y_test)
         print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss_sum / seen:.4f}  "
               f"train acc (augmented, train mode) {correct / seen:.4f}  test acc {test_acc:.4f}  "
@@ -238,19 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     saved = argparse.Namespace(
         **cfg,
         dataset="sklearn_digits", argv=list(sys.argv[1:] if argv is None else argv),
-        epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
-        test_fraction=args.test_fraction, batch_size=args.batch_size, lr=args.lr,
-        min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, shift=args.shift, shift_prob=args.shift_prob,
+        **training_args(args), test_fraction=args.test_fraction,
         qkv_bias_init=None if args.init is not None else args.qkv_bias_init,
-        bn_bias_init=None if args.init is not None else args.bn_bias_init, threads=args.threads,
-        init=None if args.init is None else str(args.init),
+        bn_bias_init=None if args.init is not None else args.bn_bias_init,
         train_acc=train_acc, test_acc=test_acc, wall_time_s=round(wall, 1),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, out, saved, epoch=args.epochs)
-    print(f"final (eval mode): train acc {train_acc:.4f}  test acc {test_acc:.4f}")
-    print(f"wall time {wall:.1f}s  saved {out} ({os.path.getsize(out) / 1024:.0f} KiB)")
+    save_trained(model, out, saved, args.epochs, f"final (eval mode): train acc {train_acc:.4f}  test acc {test_acc:.4f}")
     return 0
 
 

@@ -28,20 +28,17 @@ builder argument, the training arguments, the camera (``events_camera``), ``trai
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from golden.checkpoint import save_checkpoint
 from golden.digits import DIGITS_MODEL_DEFAULTS, build_model_from_args, random_shift
 from golden.events import EventCamera, load_event_split
-from tools.train_digits import init_firing, seed_everything
+from tools.train_digits import (init_firing, optimizer_and_schedule, save_trained, seed_everything, train_step,
+                                 training_args)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,20 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {cfg}\nparameters: {sum(p.numel() for p in model.parameters())}  train {len(y_train)}  "
           f"test {len(y_test)}  frame rate (test) {f_test.mean():.3f}  threads {torch.get_num_threads()}",
           flush=True)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    steps_per_epoch = math.ceil(len(y_train) / args.batch_size)
-    total = args.epochs * steps_per_epoch
-    warm = int(round(args.warmup * steps_per_epoch))
-
-    def lr_at(step: int) -> float:
-        if step < warm:
-            return args.lr * (step + 1) / warm
-        progress = (step - warm) / max(1, total - warm)
-        return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1.0 + math.cos(math.pi * progress))
-
+    opt, lr_at = optimizer_and_schedule(model, args, len(y_train))
     gen = torch.Generator().manual_seed(args.seed)
     labels = torch.from_numpy(y_train)
     step = 0
@@ -161,17 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             b = len(idx)
             x = random_shift(x.reshape(b, -1, size, size), args.shift, gen, args.shift_prob).reshape(x.shape)
             y = labels[idx]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            logits = model(x.transpose(0, 1))
-            loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, right = train_step(model, opt, lr_at(step), x.transpose(0, 1), y, args.label_smoothing)
             step += 1
-            loss_sum += float(loss.detach()) * b
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += b
+            loss_sum, correct, seen = loss_sum + loss, correct + right, seen + b
         test_acc = accuracy(model, f_test, y_test)
         print(f"epoch {epoch + 1:3d}/{args.epochs}  motion {motion}  loss {loss_sum / seen:.4f}  "
               f"train acc (augmented) {correct / seen:.4f}  test acc {test_acc:.4f}  lr {lr_at(step - 1):.2e}  "
@@ -182,18 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t_start
     saved = argparse.Namespace(
         **cfg, dataset="sklearn_digits_events", events_camera=camera.as_dict(),
-        argv=list(sys.argv[1:] if argv is None else argv), epochs=args.epochs, seed=args.seed,
-        motions=args.motions, split_seed=args.split_seed, batch_size=args.batch_size, lr=args.lr,
-        min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, shift=args.shift, shift_prob=args.shift_prob,
-        qkv_bias_init=args.qkv_bias_init, bn_bias_init=args.bn_bias_init, threads=args.threads,
-        init=None if args.init is None else str(args.init),
+        argv=list(sys.argv[1:] if argv is None else argv), **training_args(args), motions=args.motions,
+        qkv_bias_init=args.qkv_bias_init, bn_bias_init=args.bn_bias_init,
         train_acc=train_acc, test_acc=test_acc, wall_time_s=round(wall, 1),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, out, saved, epoch=args.epochs)
-    print(f"final (eval mode, motion seed 0): train acc {train_acc:.4f}  test acc {test_acc:.4f}")
-    print(f"wall time {wall:.1f}s  saved {out} ({os.path.getsize(out) / 1024:.0f} KiB)")
+    save_trained(model, out, saved, args.epochs,
+                 f"final (eval mode, motion seed 0): train acc {train_acc:.4f}  test acc {test_acc:.4f}")
     return 0
 
 

@@ -119,23 +119,21 @@ module core_harness #(
         z = (z ^ (z >> 27)) * 64'h94D049BB133111EB;
         return z ^ (z >> 31);
     endfunction
-    function automatic logic [63:0] int_hash(input logic [ADDR_W-1:0] a, input logic [INT_W-1:0] d);
-        logic [CH_I*64-1:0] p;
+    localparam int CH_W = 64 * (CH_I > CH_S ? CH_I : CH_S);
+    // a written word's hash: its address, then each of its `chunks` 64-bit chunks (zero-extended)
+    function automatic logic [63:0] word_hash(input logic [ADDR_W-1:0] a, input logic [CH_W-1:0] p, input int chunks);
         logic [63:0] h;
-        p = '0;
-        p[INT_W-1:0] = d;
         h = mix64(64'(a));
-        for (int c = 0; c < CH_I; c++) h = mix64(h ^ p[c*64 +: 64]);
+        for (int c = 0; c < chunks; c++) h = mix64(h ^ p[c*64 +: 64]);
         return h;
     endfunction
-    function automatic logic [63:0] spike_hash(input logic [ADDR_W-1:0] a, input logic [LANES-1:0] d);
-        logic [CH_S*64-1:0] p;
-        logic [63:0] h;
-        p = '0;
-        p[LANES-1:0] = d;
-        h = mix64(64'(a));
-        for (int c = 0; c < CH_S; c++) h = mix64(h ^ p[c*64 +: 64]);
-        return h;
+    // one more write into the running instruction's count, address range and digest
+    function automatic void note_write(input logic [ADDR_W-1:0] a, input logic [63:0] h, inout logic [31:0] n,
+                                       inout logic [ADDR_W-1:0] lo, inout logic [ADDR_W-1:0] hi, inout logic [63:0] sum);
+        if (n == 0 || a < lo) lo = a;
+        if (n == 0 || a > hi) hi = a;
+        n = n + 1;
+        sum = sum + h;
     endfunction
     // the running instruction's writes so far
     logic [31:0] w_count;
@@ -225,18 +223,12 @@ module core_harness #(
                 logic [1:0] mem;
                 {n, lo, hi, sum, mem} = {w_count, w_lo, w_hi, w_sum, w_mem};
                 if (int_en) begin
-                    if (n == 0 || int_addr < lo) lo = int_addr;
-                    if (n == 0 || int_addr > hi) hi = int_addr;
-                    n = n + 1;
-                    sum = sum + int_hash(int_addr, int_data);
+                    note_write(int_addr, word_hash(int_addr, CH_W'(int_data), CH_I), n, lo, hi, sum);
                     mem[0] = 1'b1;
                     if (traced) $fwrite(log, "I %0h %0h %h\n", pc, int_addr, int_data);
                 end
                 if (spk_en) begin
-                    if (n == 0 || spk_addr < lo) lo = spk_addr;
-                    if (n == 0 || spk_addr > hi) hi = spk_addr;
-                    n = n + 1;
-                    sum = sum + spike_hash(spk_addr, spk_data);
+                    note_write(spk_addr, word_hash(spk_addr, CH_W'(spk_data), CH_S), n, lo, hi, sum);
                     mem[1] = 1'b1;
                     if (traced) $fwrite(log, "S %0h %0h %h\n", pc, spk_addr, spk_data);
                 end

@@ -8,6 +8,7 @@ test_accumulator.py::test_digits_model_layers_replay.)
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from contract.config import load_config
 from contract.program import load_program
@@ -86,11 +87,13 @@ def test_digits_attention_replays_on_sdsa_unit(tmp_path, digits_program):
     _sdsa_replay(tmp_path, digits_program, "digits.yaml")
 
 
+@pytest.mark.slow   # ~35 s; SDSA-1 runs on the core in the default suite (test_core.py, with MASK)
 def test_digits_sdsa1_attention_replays_on_sdsa_unit(tmp_path, digits_sdsa1_program):
     """The small digits model trained with SDSA-1."""
     _sdsa_replay(tmp_path, digits_sdsa1_program, "digits_sdsa1.yaml")
 
 
+@pytest.mark.slow   # ~37 s; every LIF layer runs on the core in the default suite (test_core.py)
 def test_digits_lif_layers_replay_on_lif_core(tmp_path, digits_program):
     """Every LIF layer (encode, block, Q/K/V, attention, MLP and head neurons), T = 4."""
     hw = load_config(CONFIGS / "digits.yaml")

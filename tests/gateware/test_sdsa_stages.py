@@ -227,16 +227,10 @@ def test_count_pass_and_drain_pass_count_spiking_blocks():
                             for h in range(H) for b in range(B)]
 
 
-def test_accumulate_read_modify_write_and_a_blocks():
-    """KV_ADD writes word + bits back (a fresh word counts from zero; back-to-back hits of one
-    word see the value just written); A_ADD sums rows into the block from ``first``; READ_OUT
-    passes a counter block; ZERO is zero."""
-    cfg = SDSA3
+def _accumulate(cfg, ops) -> list[list[int]]:
+    """Run ``ops`` (kind, addr, bits, fresh, first, last) through the Accumulate stage, one a
+    cycle; each op's result lanes."""
     dut = stages.Accumulate(cfg)
-    KV, A, RO, Z = OpKind.KV_ADD, OpKind.A_ADD, OpKind.READ_OUT, OpKind.ZERO
-    ops = [(KV, 3, 0b1011, 1, 0, 0), (KV, 3, 0b0011, 0, 0, 0), (KV, 5, 0b0110, 1, 0, 0),
-           (A, 3, 0, 0, 1, 0), (A, 5, 0, 0, 0, 1), (RO, 5, 0, 0, 0, 1), (Z, 3, 0, 0, 0, 1),
-           (KV, 3, 0b0001, 1, 0, 0), (A, 3, 0, 0, 1, 1)]       # a new timestep: row 3 starts again
     results = []
 
     async def bench(ctx):
@@ -254,10 +248,35 @@ def test_accumulate_read_modify_write_and_a_blocks():
             await ctx.tick()
 
     simulate(dut, bench)
+    return results
+
+
+def test_accumulate_read_modify_write_and_a_blocks():
+    """KV_ADD writes word + bits back (a fresh word counts from zero; back-to-back hits of one
+    word see the value just written); A_ADD sums rows into the block from ``first``; READ_OUT
+    passes a counter block; ZERO is zero."""
+    KV, A, RO, Z = OpKind.KV_ADD, OpKind.A_ADD, OpKind.READ_OUT, OpKind.ZERO
+    ops = [(KV, 3, 0b1011, 1, 0, 0), (KV, 3, 0b0011, 0, 0, 0), (KV, 5, 0b0110, 1, 0, 0),
+           (A, 3, 0, 0, 1, 0), (A, 5, 0, 0, 0, 1), (RO, 5, 0, 0, 0, 1), (Z, 3, 0, 0, 0, 1),
+           (KV, 3, 0b0001, 1, 0, 0), (A, 3, 0, 0, 1, 1)]       # a new timestep: row 3 starts again
+    results = _accumulate(SDSA3, ops)
     row3, row5 = [2, 2, 0, 1], [0, 1, 1, 0]
     assert results[3] == row3 and results[4] == [a + b for a, b in zip(row3, row5)]
     assert results[5] == row5 and results[6] == [0] * 4
     assert results[8] == [1, 0, 0, 0], "a fresh word must count from zero"
+
+
+def test_accumulate_counts_spike_blocks():
+    """SDSA-1/2's COUNT_ADD writes counter + bits back like KV_ADD (fresh from zero), and
+    READ_OUT gives the block's counts."""
+    C, RO = OpKind.COUNT_ADD, OpKind.READ_OUT
+    ops = [(C, 2, 0b0101, 1, 0, 0), (C, 2, 0b0110, 0, 0, 0), (C, 4, 0b1000_0001, 1, 0, 0), (C, 2, 0b0100, 0, 0, 0),
+           (RO, 2, 0, 0, 0, 1), (RO, 4, 0, 0, 0, 1), (C, 2, 0b0001, 1, 0, 0), (RO, 2, 0, 0, 0, 1)]
+    results = _accumulate(SDSA1, ops)
+    lanes = SDSA1.lanes
+    assert results[4] == [1, 1, 3, 0] + [0] * (lanes - 4)
+    assert results[5] == [1] + [0] * (lanes - 2) + [1]
+    assert results[7] == [1] + [0] * (lanes - 1), "a fresh counter word must count from zero"
 
 
 def test_beat_packer_fills_beats_and_pads_the_last():

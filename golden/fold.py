@@ -91,7 +91,7 @@ The architecture options (:mod:`golden.model`, Table 5) fold into the same kinds
   downsampler's ``encode_lif``, then each branch's neuron, now at its end); a conv reading it is
   a chain ``<conv>.plane0 .. <conv>.plane<m-1>, <conv>`` of convs with the same weights, one per
   spike tensor, each adding the previous one as its residual (only the first has the bias); the
-  head reads ``stream_sum``, the same chain of identity 1x1 convs (docs/arithmetic.md, "Shortcuts").
+  head reads ``stream_sum``, the same chain of identity 1x1 convs (docs/table5.md: the shortcut variants).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class LifConfig:
     membrane integer ``m`` means ``m / 2**frac_bits`` current LSBs. See docs/arithmetic.md.
     """
 
-    lanes: int = _field(min=1, max=64, help="neurons updated in parallel per cycle")
+    lanes: int = _field(min=1, max=128, help="neurons updated in parallel per cycle")
     neurons: int = _field(min=1, max=1 << 22, help="largest layer, in neurons (membrane memory depth x lanes)")
     channels: int = _field(min=1, max=1 << 16, help="most per-channel thresholds (threshold memory depth x lanes)")
     current_width: int = _field(min=2, max=32, help="signed input current width, bits")
@@ -157,7 +157,7 @@ class AccumulatorConfig:
     address, into ``lanes`` output accumulators per cycle. Widths are what the quantizer must
     prove sufficient for every layer of a program (docs/arithmetic.md, "Accumulation")."""
 
-    lanes: int = _field(min=1, max=64, help="accumulator additions per cycle")
+    lanes: int = _field(min=1, max=128, help="accumulator additions per cycle")
     weight_width: int = _field(min=2, max=16, help="signed weight width, bits")
     accumulator_width: int = _field(min=4, max=48, help="signed accumulator width, bits")
     weight_depth: int = _field(min=1, max=1 << 24, help="weight memory words (one word = lanes weights)")
@@ -208,7 +208,7 @@ class SdsaConfig:
     """
 
     variant: int = _field(choices=(1, 2, 3, 4), help="SDSA variant (paper, appendix A); 3 is the default")
-    lanes: int = _field(min=1, max=64, help="additions per cycle (one KV row block / counter block)")
+    lanes: int = _field(min=1, max=128, help="additions per cycle (one KV row block / counter block)")
     heads: int = _field(min=1, max=64, help="most attention heads of a layer")
     head_dim: int = _field(min=1, max=1024, help="largest head dimension d = C / heads")
     max_tokens: int = _field(min=1, max=1 << 16, help="most tokens N = H * W of a layer")

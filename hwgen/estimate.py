@@ -177,7 +177,7 @@ def _input_rate(layer, rates: LayerRates | None) -> float | None:
 
 def _mean_work(works: list[Work]) -> Work:
     n = len(works)
-    return Work(**{k: sum(getattr(w, k) for w in works) / n for k in Work.__dataclass_fields__})
+    return Work(**{k: sum(getattr(w, k) for w in works) / n for k in Work.__dataclass_fields__ if k != "chained"})
 
 
 # ---------------------------------------------------------------------------- the estimate
@@ -233,6 +233,12 @@ def estimate(program_dir: str | Path, *, rates: str | Path | RateTable | None = 
             program, program_dir, images, hw, image, start=start, count=count, allow_upscale=allow_upscale,
             cycle_model=cycle_model, pixel_ones=pixel_ones, notes=notes, log=log, progress=progress)
     input_rates = [_input_rate(layer, r) for layer, r in zip(program.layers, shown)]
+    if image is not None:       # LIFs the core runs with their CONV read no int memory
+        from hwgen.core.isa import Op
+
+        chained = [f["op"] == Op.LIF and bool(f.get("chain")) for f in image.instructions]
+        paper = [dataclasses.replace(w, chained=c) for w, c in zip(paper, chained)]
+        datapath = [dataclasses.replace(w, chained=c) for w, c in zip(datapath, chained)]
     rows = layer_rows(program.layers, hw_layers, paper, datapath, input_rates,
                       T=T, hw=hw, memories=memories, cycles=cycles, encoding_timesteps=encoding_timesteps)
     record = _record(program_dir, program, hw, rows, fit, memories, source, source_text, records, notes,

@@ -55,30 +55,29 @@ def test_maxplus_chain_is_the_steps_applied_in_order(chunk, monkeypatch):
 
 def test_conv_without_spikes_scans_every_word_once():
     """No spike: the feeder reads W zero words in cycles 1..W (each consumed the next cycle),
-    raises its flush in cycle W + 2, offers it in W + 3; the accumulator takes it once its bias
-    initialisation is done (D reads from cycle 1, events taken from D + 3). ACCUM ends the cycle
-    after the flush is seen; the drain writes its last word D + 1 cycles later. Plus FETCH,
-    DECODE, LAUNCH: max(W, D) + 3 + 1 + D + 1 + 3."""
+    raises its flush in cycle W + 2, offers it in W + 3; the accumulator (clean, taking events
+    from cycle 1) takes it then. ACCUM ends the cycle after the flush is seen; the drain writes
+    its last word D + 1 cycles later. Plus FETCH, DECODE, LAUNCH: W + 3 + 1 + D + 1 + 3."""
     for W, D in [(16, 4), (4, 16), (7, 7)]:
         cyc, terms = conv_cycles(_timing(D=D, words=1, offsets=np.ones(W)), np.zeros((1, W), dtype=np.int64))
-        assert cyc == max(W, D) + D + 8, (W, D)
+        assert cyc == W + D + 8, (W, D)
         assert sum(terms.values()) == cyc and terms["operations"] == 0
 
 
 def test_conv_one_spike():
     """One word, one spike, 1x1 kernel, G = 2 words per position, D = 2: read in cycle 1, in
-    the slot from 2, offered from 3, taken at D + 3 = 5 (initialisation), in S0 at 6, in the
-    loop at 6, operations in 7 and 8. The flush is raised in 6 (slot empty), offered in 7, taken
-    in 7 (S0 free); the last write of the loop is in 9, so ACCUM ends in 10 (2 cycles after
-    the last operation); the drain's last write is in 10 + D + 1 = 13: 13 + 3 = 16 cycles."""
+    the slot from 2, offered and taken in 3 (the accumulator takes events from cycle 1), in S0
+    and the loop at 4, operations in 5 and 6. The flush is raised in 4 (slot empty), offered in
+    5, taken in 5 (S0 free); the last write of the loop is in 7, so ACCUM ends in 8 (2 cycles
+    after the last operation); the drain's last write is in 8 + D + 1 = 11: 11 + 3 = 14 cycles."""
     cyc, terms = conv_cycles(_timing(D=2, words=2, offsets=[1]), np.array([[1]]))
-    assert cyc == 16
+    assert cyc == 14
     assert terms["operations"] == 2
 
 
 def test_conv_feeder_bound_spike_behind_zero_words():
     """1x1 conv, G = 1, D = 1; six words, a spike in words 0 and 5. Word 0: read in 1, in the
-    slot in 2, taken in 4 (events from D + 3), into the loop in 5, its operation in 6. Words 1-4
+    slot in 2, taken in 3 (events from cycle 1), into the loop in 4, its operation in 5. Words 1-4
     are read in 2-5 and done a cycle later each; word 5 is read in 6 and in the slot in 7,
     offered and taken in 8, in the loop in 9, operation in 10: the accumulator waited for the
     feeder. The flush is raised in 9 (slot empty), taken in 10; ACCUM ends in 12 (2 after the
@@ -90,8 +89,9 @@ def test_conv_feeder_bound_spike_behind_zero_words():
 
 def test_conv_accumulator_bound_layer_costs_its_operations():
     """Every event issues n >= 2 operations, so the feeder (one event per cycle) is never the
-    limit: the loop issues back to back. Timestep 0: events from D + 3, in the loop from D + 4,
-    operations from D + 5, ACCUM ends 2 cycles after the last; every later timestep: the feeder
+    limit: the loop issues back to back. Timestep 0: the first event is taken in cycle 3 (read
+    in 1, in the feeder's slot in 2; the clean accumulator takes events from 1), in the loop from
+    4, operations from 5, ACCUM ends 2 cycles after the last; every later timestep: the feeder
     has its first word in the slot already, so operations start 2 cycles after the accumulator
     takes events again (D + 3 after ACCUM ended). docs/accumulator.md: 'cycles per timestep ~
     ops + drain_words + 3'."""
@@ -101,7 +101,7 @@ def test_conv_accumulator_bound_layer_costs_its_operations():
     events = rng.integers(1, 4, size=(T, W))
     ops = (events * offsets[None]).sum(axis=1) * G
     cyc, _ = conv_cycles(_timing(D=D, words=G, offsets=offsets, T=T), events)
-    want = 3 + (D + 3) + sum(o + 3 for o in ops) + (T - 1) * (D + 3) + (D + 1)
+    want = 3 + 3 + sum(o + 3 for o in ops) + (T - 1) * (D + 3) + (D + 1)
     assert cyc == want
 
 
@@ -171,7 +171,7 @@ def _stepped_conv(timing: ConvTiming, events: np.ndarray) -> int:
     D, S, G = timing.drain_words, timing.slots, timing.words
     r = {"running": True, "exhausted": False, "flushing": False, "t": 0, "w": 0,              # feeder
          "pend": False, "pend_n": 0, "pend_pos": 0, "slot_valid": False, "slot_left": 0, "slot_pos": 0,
-         "mode": "INIT", "d_addr": 0, "d1_valid": False, "d1_last": False, "flush_seen": False,  # accumulator
+         "mode": "ACCUM", "d_addr": 0, "d1_valid": False, "d1_last": False, "flush_seen": False,  # accumulator
          "s0_valid": False, "s0_off": 0, "s1_valid": False, "o_left": 0, "g": 0, "n_slots": 0, "s2_valid": False}
     drained = 0
     for cycle in range(1, 10 ** 6):
@@ -188,7 +188,7 @@ def _stepped_conv(timing: ConvTiming, events: np.ndarray) -> int:
         slot_frees = not r["slot_valid"] or (take and r["slot_left"] == 1)
         consume = r["pend"] and (r["pend_n"] == 0 or slot_frees)
         issue = r["running"] and not r["exhausted"] and not r["flushing"] and (not r["pend"] or consume)
-        d_issue = r["mode"] in ("INIT", "DRAIN") and r["d_addr"] != D
+        d_issue = r["mode"] == "DRAIN" and r["d_addr"] != D
         pipeline_empty = not (r["s0_valid"] or r["s1_valid"] or r["s2_valid"]) and r["n_slots"] == 0
         walk_done = r["d_addr"] == D and not r["d1_valid"]
         if r["mode"] == "DRAIN" and r["d1_valid"] and r["d1_last"]:    # the drain writer takes a last sum
@@ -232,7 +232,7 @@ def _stepped_conv(timing: ConvTiming, events: np.ndarray) -> int:
         elif s1_issue and last_word and S:
             x["n_slots"] = r["n_slots"] + 1
         x["s2_valid"] = s1_issue or rem_issue
-        # the initialisation / drain walker and the mode
+        # the drain walker and the mode
         if d_issue:
             x.update(d_addr=r["d_addr"] + 1, d1_valid=True, d1_last=r["d_addr"] == D - 1)
         else:

@@ -233,7 +233,7 @@ def test_conv_traffic_by_hand():
     got = layer_traffic(layer, w, T=2, lanes=8, inputs={})
     D = 4 * 4 * 2                                         # output positions x words of 8 lanes
     assert got == {"program": [1, 0], "spikes": [2 * 16 * 2, 0], "weights": [100, 0],
-                   "accumulators": [100 + 2 * D, 100 + 3 * D], "biases": [3 * D, 0], "ints": [2 * D, 2 * D]}
+                   "accumulators": [100 + 2 * D, 100 + 2 * D], "biases": [2 * D, 0], "ints": [2 * D, 2 * D]}
 
 
 def test_energy_constants_are_the_simulators():

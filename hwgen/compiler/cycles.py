@@ -46,6 +46,9 @@ NEG = -(1 << 60)
 SEQUENCER = 3
 #: LIF: the streamer's read port primes (1 cycle), the LIF core's output register (1)
 LIF_LATENCY = 2
+#: LIF chained to the CONV before it: the cycles after the CONV's last sum is taken (the LIF
+#: core's output register, the last spike written)
+CHAINED_LIF_TAIL = 1
 #: MASK, REDUCE: the last word read is answered one cycle later and written then
 VECTOR_LATENCY = 1
 #: CONV, SDSA: the feeder and the gatherer read their first word in the cycle after launch (the
@@ -57,9 +60,9 @@ SLOT_TO_LOOP = 2
 #: CONV, folded layers: a parked-slot operation (the last words of S kernel offsets at once) holds
 #: the loop for one cycle, in the cycle after the S-th park (docs/accumulator.md, "Folded remainder")
 PARKED_OP = 1
-#: CONV: after the D bias-initialisation reads, the last read's write-back and the walker's
-#: "done" switch the accumulator to ACCUM: events are taken from cycle D + 1 + 2
-ACC_WALK_TURNAROUND = 2
+#: CONV: the accumulators are clean (zero) between layers, so the array accumulates from the
+#: cycle after its start: events are taken from cycle 1
+ACC_START = 1
 #: CONV: cycles from the last issued operation to "pipeline empty" (S2's add and write, then
 #: the empty test), which ends the timestep's ACCUM phase
 ACC_PIPELINE_DRAIN = 2
@@ -257,7 +260,7 @@ def conv_cycles(timing: ConvTiming, events: np.ndarray) -> tuple[int, dict[str, 
     of each word in the feeder's scan order, and their breakdown by term."""
     T, W = events.shape
     D, S = timing.drain_words, timing.slots
-    ready = D + 1 + ACC_WALK_TURNAROUND     # the first cycle the accumulator takes an event
+    ready = ACC_START                       # the first cycle the accumulator takes an event
     first_read = FIRST_READ
     operations = accumulate = 0
     for t in range(T):
@@ -293,7 +296,7 @@ def conv_cycles(timing: ConvTiming, events: np.ndarray) -> tuple[int, dict[str, 
             ready = accum_end + D + DRAIN_RESTART
             first_read = flush_taken + 1
     done = accum_end + D + DRAIN_LAST_WRITE
-    terms = {"sequencer": SEQUENCER, "bias_init": D + 1 + ACC_WALK_TURNAROUND, "operations": operations,
+    terms = {"sequencer": SEQUENCER, "start": ACC_START, "operations": operations,
              "accumulate_other": accumulate - operations,
              "drain": T * D + (T - 1) * DRAIN_RESTART + DRAIN_LAST_WRITE}
     return done + SEQUENCER, terms
@@ -391,7 +394,10 @@ def instruction_cycles(image: CoreImage, tensors: Mapping[str, np.ndarray], b: i
         elif op == Op.SDSA:
             cycles, additions, events, terms, work = _sdsa(image, layer, fields, tensors, b)
         else:
-            if op == Op.LIF:        # one beat of lanes neurons per cycle through the LIF core
+            if op == Op.LIF and fields.get("chain"):    # overlapped with its CONV's drain
+                terms = {"tail": CHAINED_LIF_TAIL}
+                work = Work(chained=True)
+            elif op == Op.LIF:      # one beat of lanes neurons per cycle through the LIF core
                 terms = {"sequencer": SEQUENCER, "words": fields["count"], "latency": LIF_LATENCY}
             elif op == Op.MASK:     # one v word (and its mask word) per cycle
                 terms = {"sequencer": SEQUENCER, "words": fields["count"], "latency": VECTOR_LATENCY}

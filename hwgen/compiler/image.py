@@ -263,10 +263,32 @@ class Compilation:
         self.mems[r.memory].release(r.base, r.size)
 
 
-def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = None) -> CoreImage:
+def chain_conv_lif(instructions: list[dict]) -> int:
+    """Mark every CONV whose next instruction is a LIF reading exactly its output (the same
+    words, timestep after timestep, in drain order) and that LIF with ``chain``: the core runs
+    the pair at once, the LIF core taking the drained sums as they are written (docs/core.md,
+    "Overlap"). Returns the number of pairs."""
+    pairs = 0
+    for conv, lif in zip(instructions, instructions[1:]):
+        if conv["op"] != Op.CONV or lif["op"] != Op.LIF or conv.get("chain"):
+            continue
+        D, T = conv["desc"]["drain_words"], conv["timesteps"]
+        # the CONV reads its spike input until its last timestep while the LIF writes spikes
+        spikes_in = range(0) if conv.get("pixels") else range(conv["a_base"], conv["a_base"] + T * conv["a_step"])
+        spikes_out = range(lif["dst_base"], lif["dst_base"] + lif["count"])
+        if (lif["a_base"] == conv["dst_base"] and lif["timesteps"] == T and conv.get("dst_step", 0) == D
+                and lif["beats"] == D and not conv["desc"].get("x_lanes")
+                and (spikes_in.stop <= spikes_out.start or spikes_out.stop <= spikes_in.start)):
+            conv["chain"] = lif["chain"] = 1
+            pairs += 1
+    return pairs
+
+
+def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = None, chain: bool = True) -> CoreImage:
     """Compile ``program`` (or the ``layers`` slice of it: tensors it reads from earlier layers
     become preloaded inputs) for the core described by ``hw``: one instruction per layer, built
-    by its kind (:mod:`hwgen.compiler.kinds`)."""
+    by its kind (:mod:`hwgen.compiler.kinds`). ``chain``: run each CONV with the LIF that reads
+    its output (:func:`chain_conv_lif`; off: one unit at a time, for comparison)."""
     if hw.core is None:
         raise CoreFitError(f"{hw.source}: no 'core' section: this configuration describes no core")
     # the semantics must agree; capacities are checked layer by layer below
@@ -300,11 +322,22 @@ def compile_program(program: Program, hw: HwConfig, *, layers: slice | None = No
         for n in layer.inputs:
             last_use[n] = i
     instructions, outputs = [], []
+    held: list[str] = []    # a chained CONV's inputs: still read while its LIF writes
     for i, layer in enumerate(todo):
         instructions.append(core_kind(layer.kind).instruction(c, layer))
         outputs.append(layer.name)
-        for n in set(layer.inputs):
-            if last_use.get(n) == i and n in c.regions:
-                c.release(n)
+        for n in held:
+            c.release(n)
+        done = [n for n in dict.fromkeys(layer.inputs) if last_use.get(n) == i and n in c.regions]
+        # A CONV chained to the LIF after it still reads its inputs (every timestep's) while the
+        # LIF writes spikes: the LIF's output must not be placed over them.
+        after = todo[i + 1] if i + 1 < len(todo) else None
+        chained = (chain and after is not None and core_kind(layer.kind).op == Op.CONV
+                   and core_kind(after.kind).op == Op.LIF and after.inputs[0] == layer.name)
+        held = done if chained else []
+        for n in [] if chained else done:
+            c.release(n)
+    if chain:
+        chain_conv_lif(instructions)
     return CoreImage(hw, program, instructions, c.regions, list(todo), outputs, c.preloaded,
                      {name: alloc.peak for name, alloc in c.mems.items()}, placement, c.constants)

@@ -181,8 +181,9 @@ class _Accumulate(CoreKind):
         pixels = self.pixels(layer)
         add("pixels" if pixels else "spikes", reads=T * geo.h * geo.w * (geo.c_in if pixels else words(geo.c_in)))
         add("weights", reads=work.weight_words)
-        add("accumulators", reads=work.weight_words + T * D, writes=work.weight_words + (T + 1) * D)
-        add("biases", reads=(T + 1) * D)
+        # each timestep's drain reads the D words with their biases and writes them back zero
+        add("accumulators", reads=work.weight_words + T * D, writes=work.weight_words + T * D)
+        add("biases", reads=T * D)
         residual = bool(layer.attrs.get("residual")) or "border" in layer.arrays
         add("ints", reads=T * D if residual else 0, writes=T * D)
 
@@ -303,7 +304,7 @@ class Lif(CoreKind):
 
     def traffic(self, layer, work, T, words, add):
         beats = T * _positions(layer) * words(layer.shape[0])
-        add("ints", reads=beats)
+        add("ints", reads=0 if work.chained else beats)
         add("spikes", writes=beats)
         add("membranes", reads=beats, writes=beats)
         add("thresholds", reads=beats)

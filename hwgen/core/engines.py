@@ -151,7 +151,9 @@ class EventFeeder(_Engine):
 
 
 class DrainWriter(_Engine):
-    """Accumulator sums -> int memory, plus the residual (membrane shortcut) read one word ahead."""
+    """Accumulator sums -> int memory, plus the residual (membrane shortcut) read one word ahead.
+    With ``chain`` each word written is also offered on ``forward`` (to the LIF streamer), and a
+    sum is taken only when ``forward`` takes it too."""
 
     def __init__(self, hw: HwConfig):
         aw = address_width(hw)
@@ -160,6 +162,7 @@ class DrainWriter(_Engine):
             "sums": In(stream.Signature(sums_layout(hw.accumulator))),
             "residual": read_port(aw, word),
             "out": write_port(aw, word),
+            "forward": Out(stream.Signature(word)),
         })
 
     def elaborate(self, platform):
@@ -177,8 +180,11 @@ class DrainWriter(_Engine):
         next_i = Mux(take, Mux(last, 0, i + 1), i)
         next_res = Mux(take & last, res_t + ins.b_step, res_t)
         final = take & last & (t == ins.timesteps - 1)
+        fwd = self.forward
         m.d.comb += [
-            self.sums.ready.eq(running & primed),
+            fwd.valid.eq(running & primed & ins.chain & self.sums.valid),
+            fwd.payload.eq(self.out.data),
+            self.sums.ready.eq(running & primed & (~ins.chain | fwd.ready)),
             # the residual word of the next sum: first when priming, then after each sum but the last
             self.residual.addr.eq(next_res + next_i),
             self.residual.en.eq(running & ins.residual & (~primed | (take & ~final))),
@@ -206,13 +212,16 @@ class DrainWriter(_Engine):
 
 class LifStreamer(_Engine):
     """int memory words -> LIF currents (shifted by ``input_shift``), spikes -> spike memory.
-    The tensor's T timesteps are contiguous: ``count`` = T x beats words in, the same out."""
+    The tensor's T timesteps are contiguous: ``count`` = T x beats words in, the same out.
+    With ``chain`` the words come from ``drained`` (the drain writer's ``forward``: the CONV's
+    sums as they are written) instead of the int memory, which it then does not read."""
 
     def __init__(self, hw: HwConfig):
         lif = hw.lif
         aw = address_width(hw)
         super().__init__(hw, {
             "source": read_port(aw, int_word(hw)),
+            "drained": In(stream.Signature(int_word(hw))),
             "currents": Out(stream.Signature(currents_layout(lif))),
             "spikes": In(stream.Signature(lif_output_layout(lif))),
             "out": write_port(aw, lif.lanes),
@@ -225,14 +234,17 @@ class LifStreamer(_Engine):
         m.d.comb += self.run.busy.eq(running)
         j, k = Signal.like(ins.count), Signal.like(ins.count)
 
-        cur = self.currents
-        m.d.comb += cur.valid.eq(running & primed & (j != ins.count))
+        cur, drained = self.currents, self.drained
+        m.d.comb += cur.valid.eq(Mux(ins.chain, running & drained.valid, running & primed & (j != ins.count)))
         take = cur.valid & cur.ready
+        m.d.comb += drained.ready.eq(running & ins.chain & cur.ready)
         # the word of the next beat: first when priming, then after each beat but the last
         m.d.comb += [self.source.addr.eq(ins.a_base + j + take),
-                     self.source.en.eq(running & (~primed | (take & (j != ins.count - 1))))]
+                     self.source.en.eq(running & ~ins.chain & (~primed | (take & (j != ins.count - 1))))]
+        word = Signal(int_word(self._hw))
+        m.d.comb += word.eq(Mux(ins.chain, drained.payload, self.source.data))
         for lane in range(self._hw.lif.lanes):
-            m.d.comb += cur.payload[lane].eq(self.source.data[lane] << ins.input_shift)
+            m.d.comb += cur.payload[lane].eq(word[lane] << ins.input_shift)
 
         m.d.comb += [
             self.spikes.ready.eq(1),

@@ -60,6 +60,8 @@ def instruction_layout(hw: HwConfig) -> data.StructLayout:
     MASK: ``a`` = v, ``b`` = mask, ``tokens`` positions of ``in_words`` words.
     REDUCE: ``dst[o, g] = sum_i a[o * a_step + i * in_stride + g]`` for ``o < outer``,
     ``g < in_words``, ``i < count``.
+    ``chain`` (CONV and the LIF right after it, which reads exactly the CONV's output): the two
+    run together, the LIF core taking each drained sum as it is written (docs/core.md, "Overlap").
     """
     acc, lif, sdsa = hw.accumulator, hw.lif, hw.sdsa
     aw = address_width(hw)
@@ -73,6 +75,7 @@ def instruction_layout(hw: HwConfig) -> data.StructLayout:
         "dst_base": aw, "dst_step": aw,
         "residual": 1,
         "pixels": 1,
+        "chain": 1,
         "in_h": range(acc.max_size + 1),
         "in_w": range(acc.max_size + 1),
         "in_words": range(max(acc.max_channels, lif.channels // lif.lanes, sdsa.heads * sdsa.head_dim) + 1),

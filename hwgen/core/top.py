@@ -19,7 +19,7 @@ how a testbench checks each layer's output and counts its cycles without reachin
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, Value, unsigned
+from amaranth import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -120,10 +120,13 @@ class NeuromorphicCore(wiring.Component):
             "load": In(wiring.Signature({
                 "en": Out(1), "sel": Out(range(len(Target))), "addr": Out(aw),
                 "data": Out(load_data_width(hw))})),
-            "int_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(int_word(hw))})),
-            "spike_write": Out(wiring.Signature({"en": Out(1), "addr": Out(aw), "data": Out(hw.lif.lanes)})),
+            "int_write": Out(wiring.Signature({"en": Out(1), "pc": Out(range(hw.core.program_depth)), "addr": Out(aw),
+                                               "data": Out(int_word(hw))})),
+            "spike_write": Out(wiring.Signature({"en": Out(1), "pc": Out(range(hw.core.program_depth)), "addr": Out(aw),
+                                                 "data": Out(hw.lif.lanes)})),
             "layer": Out(wiring.Signature({
-                "done": Out(1), "pc": Out(range(hw.core.program_depth)), **Counters(LAYER_COUNTERS).members,
+                "done": Out(1), "pc": Out(range(hw.core.program_depth)), "spikes": Out(1),
+                **Counters(LAYER_COUNTERS).members,
                 "traffic": Out(Counters(TRAFFIC_COUNTERS))})),
         })
 
@@ -147,6 +150,7 @@ class NeuromorphicCore(wiring.Component):
 
         wiring.connect(m, feeder.events, acc.events)
         wiring.connect(m, acc.sums, drain.sums)
+        wiring.connect(m, drain.forward, lif_io.drained)
         wiring.connect(m, lif_io.currents, lif.currents)
         wiring.connect(m, lif.spikes, lif_io.spikes)
         wiring.connect(m, gather.beat, sdsa.spikes)
@@ -171,11 +175,25 @@ class NeuromorphicCore(wiring.Component):
         pc = Signal(range(core.program_depth))
         cycles = Signal(COUNTER_WIDTH)
         launch = Signal()
-        finished = Signal()
+        finished = Signal()     # the running instruction's engine is done (a chained CONV: its drain)
+        reported = Signal()     # an instruction finished: the layer report
+        # Overlap: a CONV with ``chain`` runs with the LIF after it. In its first RUN cycles the
+        # sequencer fetches that LIF into ``chained`` and starts the LIF core, which takes the
+        # drained sums as they are written; the CONV reports when its drain is done, the LIF
+        # (instruction pc + 1) when its last spike is written (TAIL), and the sequencer goes on
+        # at pc + 2.
+        chained = Signal(layout)
+        chaining = (instr.op == Op.CONV) & instr.chain
+        chain_step = Signal(range(4))     # in RUN: 0 fetch the LIF, 1 decode it, 2 start it, 3 running
+        chain_live = Signal()             # the chained LIF's accesses are its own (traffic)
+        lif_launch = Signal()
+        lif_instr = Signal(layout)        # the LIF engines' instruction: the chained one under a CONV
+        m.d.comb += lif_instr.eq(Mux(instr.op == Op.CONV, chained, instr))
         for engine in engines:
-            m.d.comb += engine.instr.eq(instr)
+            m.d.comb += engine.instr.eq(lif_instr if engine is lif_io else instr)
 
-        m.d.comb += [prog_rd.addr.eq(pc)]      # read in FETCH, held in DECODE
+        chain_fetch = Signal()
+        m.d.comb += prog_rd.addr.eq(Mux(chain_fetch, pc + 1, pc))    # read in FETCH, held in DECODE
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -194,13 +212,35 @@ class NeuromorphicCore(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.d.comb += launch.eq(1)
+                    m.d.sync += [chain_step.eq(0), chain_live.eq(chaining)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
+                with m.If(chaining & (chain_step != 3)):
+                    m.d.sync += chain_step.eq(chain_step + 1)
+                    with m.Switch(chain_step):
+                        with m.Case(0):
+                            m.d.comb += chain_fetch.eq(1)
+                        with m.Case(1):
+                            m.d.sync += chained.eq(prog_rd.data)
+                        with m.Case(2):
+                            m.d.comb += lif_launch.eq(1)
+                m.d.comb += reported.eq(finished)
                 with m.If(finished):
-                    m.d.sync += pc.eq(pc + 1)
+                    with m.If(chaining):
+                        m.d.sync += cycles.eq(0)
+                        m.next = "TAIL"
+                    with m.Else():
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+            with m.State("TAIL"):      # a chained CONV finished: its LIF writes its last spikes
+                m.d.sync += cycles.eq(cycles + 1)
+                m.d.comb += reported.eq(lif_io.run.done)
+                with m.If(lif_io.run.done):
+                    m.d.sync += [pc.eq(pc + 2), chain_live.eq(0)]
                     m.next = "FETCH"
-        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")), prog_rd.en.eq(fsm.ongoing("FETCH"))]
+        tail = fsm.ongoing("TAIL")
+        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")), prog_rd.en.eq(fsm.ongoing("FETCH") | chain_fetch)]
 
         op = instr.op
         # each op starts its unit and engines together; the one named last ends the instruction
@@ -211,20 +251,23 @@ class NeuromorphicCore(wiring.Component):
                 with m.Case(code):
                     m.d.comb += [port.start.eq(launch) for port in started]
                     m.d.comb += finished.eq(started[-1].done)
+        with m.If(lif_launch):
+            m.d.comb += [lif.run.start.eq(1), lif_io.run.start.eq(1)]
 
         # unit run-time registers come straight from the instruction
         m.d.comb += [
             acc.desc.eq(instr.desc),
-            lif.beats.eq(instr.beats), lif.thr_rows.eq(instr.thr_rows), lif.thr_base.eq(instr.thr_base),
-            lif.timesteps.eq(instr.timesteps),
+            lif.beats.eq(lif_instr.beats), lif.thr_rows.eq(lif_instr.thr_rows), lif.thr_base.eq(lif_instr.thr_base),
+            lif.timesteps.eq(lif_instr.timesteps),
             sdsa.tokens.eq(instr.tokens), sdsa.heads.eq(instr.heads), sdsa.head_dim.eq(instr.head_dim),
             sdsa.timesteps.eq(instr.timesteps),
         ]
 
-        # the layer report
-        m.d.comb += [self.layer.done.eq(finished),
-                     self.layer.pc.eq(pc), self.layer.cycles.eq(cycles + 1)]
-        with m.Switch(op):
+        # the layer report (in TAIL: the chained LIF, instruction pc + 1)
+        m.d.comb += [self.layer.done.eq(reported), self.layer.pc.eq(Mux(tail, pc + 1, pc)),
+                     self.layer.cycles.eq(cycles + 1),
+                     self.layer.spikes.eq(tail | (op == Op.LIF) | (op == Op.MASK))]
+        with m.Switch(Mux(tail, Op.LIF, op)):
             with m.Case(Op.CONV):
                 m.d.comb += [self.layer.additions.eq(acc.counters.additions), self.layer.events.eq(acc.counters.events)]
             with m.Case(Op.SDSA):
@@ -252,15 +295,18 @@ class NeuromorphicCore(wiring.Component):
                                           Op.MASK: [mask.v, mask.mask]})
         _share_write_port(m, op, self.busy, int_wr, {Op.CONV: drain.out, Op.SDSA: att_out.out, Op.REDUCE: red.out},
                           loading & (ld.sel == Target.INTS), ld)
-        _share_write_port(m, op, self.busy, spk_wr, {Op.LIF: lif_io.out, Op.MASK: mask.out},
+        _share_write_port(m, op, self.busy, spk_wr, {Op.CONV: lif_io.out, Op.LIF: lif_io.out, Op.MASK: mask.out},
                           loading & (ld.sel == Target.SPIKES), ld)
 
         # ---- memory traffic: every word an instruction reads or writes, per memory --------------
-        m.submodules.traffic = traffic = CounterBank({name: 3 if name == "spikes_read" else 1
-                                                      for name in TRAFFIC_COUNTERS})
+        widths = {name: 3 if name == "spikes_read" else 1 for name in TRAFFIC_COUNTERS}
+        m.submodules.traffic = traffic = CounterBank(widths)
+        # a chained LIF's own accesses (its fetch, the LIF core's memories, its spike writes),
+        # counted apart from its CONV's and reported with it
+        m.submodules.chained_traffic = chained_traffic = CounterBank(widths)
         busy = self.busy
         strobes = {
-            "program_read": prog_rd.en, "pixels_read": pix_rd.en & busy,
+            "program_read": prog_rd.en & ~chain_fetch, "pixels_read": pix_rd.en & busy,
             "spikes_read": sum(port.en & busy for port in spk_rd), "spikes_write": spk_wr.en & busy,
             "ints_read": int_rd.en & busy, "ints_write": int_wr.en & busy,
             **{name: acc.accesses[name] for name, _ in acc.accesses.shape()},
@@ -269,18 +315,24 @@ class NeuromorphicCore(wiring.Component):
         }
         if set(strobes) != set(TRAFFIC_COUNTERS):
             raise AssertionError(f"traffic strobes {sorted(strobes)} != TRAFFIC_COUNTERS")
+        lif_side = {"spikes_write", "membranes_read", "membranes_write", "thresholds_read"}
         # cleared as an image starts and as an instruction finishes (its counts reported then,
         # the finishing cycle's accesses included): each instruction counts from its FETCH
-        m.d.comb += traffic.clear.eq(self.start | finished)
+        m.d.comb += [traffic.clear.eq(self.start | reported), chained_traffic.clear.eq(self.start | (tail & reported))]
         for name in TRAFFIC_COUNTERS:
-            m.d.comb += [getattr(traffic.step, name).eq(strobes[name]),
-                         getattr(self.layer.traffic, name).eq(getattr(traffic.counters, name)
-                                                              + getattr(traffic.step, name))]
+            own = strobes[name] & ~chain_live if name in lif_side else strobes[name]
+            theirs = (strobes[name] & chain_live) if name in lif_side else chain_fetch if name == "program_read" else 0
+            step, chained_step = getattr(traffic.step, name), getattr(chained_traffic.step, name)
+            m.d.comb += [step.eq(own), chained_step.eq(theirs)]
+            total = getattr(traffic.counters, name) + step
+            chained_total = getattr(chained_traffic.counters, name) + chained_step
+            m.d.comb += getattr(self.layer.traffic, name).eq(Mux(tail, total + chained_total, total))
 
         m.d.comb += [
-            self.int_write.en.eq(int_wr.en & self.busy), self.int_write.addr.eq(int_wr.addr),
+            self.int_write.en.eq(int_wr.en & self.busy), self.int_write.pc.eq(pc), self.int_write.addr.eq(int_wr.addr),
             self.int_write.data.eq(int_wr.data),
-            self.spike_write.en.eq(spk_wr.en & self.busy), self.spike_write.addr.eq(spk_wr.addr),
-            self.spike_write.data.eq(spk_wr.data),
+            # a chained LIF's spikes are its own instruction's (pc + 1)
+            self.spike_write.en.eq(spk_wr.en & self.busy), self.spike_write.pc.eq(Mux(op == Op.CONV, pc + 1, pc)),
+            self.spike_write.addr.eq(spk_wr.addr), self.spike_write.data.eq(spk_wr.data),
         ]
         return m

@@ -68,7 +68,9 @@ class Work:
     for the bit-plane encoding), ``weight_words`` accumulator operations (one weight word read
     and one accumulator word read-modify-write each), ``kv_updates`` / ``kv_reads`` SDSA memory
     word read-modify-writes / reads, ``neuron_updates`` LIF neurons x timesteps (padding lanes
-    included), ``vector_adds`` the reduce engine's integer additions."""
+    included), ``vector_adds`` the reduce engine's integer additions; ``chained``: a LIF that
+    takes its currents from the CONV before it as they drain (docs/core.md, "Overlap"), reading
+    no int memory."""
 
     additions: float = 0.0
     macs: float = 0.0
@@ -78,6 +80,7 @@ class Work:
     kv_reads: float = 0.0
     neuron_updates: float = 0.0
     vector_adds: float = 0.0
+    chained: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)

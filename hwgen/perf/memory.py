@@ -152,9 +152,9 @@ def layer_traffic(layer: Layer, work: Work, T: int, lanes: int, inputs: dict[str
 
     Per instruction: one program word (its fetch). CONV: the feeder reads every input word each
     timestep (a pixel per read for the encoding conv: the pixel memory); every accumulator
-    operation reads a weight word and reads and writes an accumulator word; the walker writes D =
-    positions x words accumulator words with their biases at the start and, each timestep, reads
-    the D words and writes their biases back (a bias read per word walked); the drain writer
+    operation reads a weight word and reads and writes an accumulator word; each timestep the
+    walker reads the D = positions x words accumulator words and a bias word for each, and writes
+    them back zero (the accumulators are clean between layers: no initialisation); the drain writer
     writes D words of the int memory and reads the residual's D words when it has one. LIF: per
     beat (lanes neurons) an int word in, a spike word out, a membrane word read and written, a
     threshold word read. SDSA: the gatherer reads a word of each of the variant's fields (q, k, v;

@@ -11,7 +11,7 @@ Pipeline (docs/accumulator.md), one stage per component (``hwgen.units.accumulat
 
     events -> KernelWindow (window, base addresses) -> OperationLoop (one op per cycle (ky, kx, g))
            -> FoldSlots (parked last words, per-lane addresses) -> AdderLanes (read, add, write back)
-    flush  -> Walker (drain: stream every accumulator word out, re-initialising it with its bias)
+    flush  -> Walker (drain: stream every accumulator word out plus its bias, leaving it zero)
 
 The accumulator read port is transparent to the write port, so an op that reads the word the
 previous op writes in the same cycle sees the new value: back-to-back updates of one word need
@@ -78,10 +78,12 @@ class AccumulatorArray(wiring.Component):
     desc : In(descriptor_layout)
         The layer, latched by ``run.start``.
     run : In(RunControl)
-        ``start`` latches ``desc`` and initialises every accumulator with its bias
-        (``drain_words`` cycles); pulse it only while not ``busy``. ``busy``: layer work in
-        flight (initialising, an event or a flush pending, draining); ``done`` pulses in the
-        first cycle ``busy`` is low again (after the initialisation and after every drain).
+        ``start`` latches ``desc``; events are taken from the next cycle (the accumulators are
+        zero between layers: each drain leaves its words zero, and the array zeroes all
+        ``accumulator_depth`` words once after reset, taking no events meanwhile; a start then
+        waits for it). Pulse it only while not ``busy``. ``busy``: work in flight (clearing, an
+        event or a flush pending, draining); ``done`` pulses in the first cycle ``busy`` is low
+        again (after every drain).
     weight_write, bias_write : memory_write
         ``en``/``addr``/``data`` (a word of ``lanes`` values) to load the memories while idle.
     counters : Out(Counters)
@@ -144,9 +146,13 @@ class AccumulatorArray(wiring.Component):
         wiring.connect(m, wiring.flipped(self.bias_write), b_mem.write_port())
         wiring.connect(m, walker.bias, b_mem.read_port())
 
-        # ---- mode: INIT and DRAIN walk the accumulator words (only DRAIN emits) ------------------
-        mode = Signal(range(4))
-        IDLE, INIT, ACCUM, DRAIN = 0, 1, 2, 3
+        # ---- mode: CLEAR (after reset) and DRAIN walk the accumulator words (only DRAIN emits) ----
+        # Accumulators are clean between layers: every drain writes zeros back, so a layer
+        # accumulates from its first cycle and adds its biases as it drains. CLEAR zeroes every
+        # word once after reset (no memory has initial contents); a start while clearing waits.
+        IDLE, CLEAR, ACCUM, DRAIN = 0, 1, 2, 3
+        mode = Signal(range(4), init=CLEAR)
+        started = Signal()      # a start arrived while clearing
         flush_seen = Signal()
         accumulating = mode == ACCUM
 
@@ -184,17 +190,21 @@ class AccumulatorArray(wiring.Component):
         m.d.comb += [
             window.accept.eq(accumulating & ~flush_seen),
             fold.flush.eq(flush_seen & ~s0_valid & ~s1_valid),
-            walker.init.eq(mode == INIT), walker.drain.eq(mode == DRAIN),
+            walker.clear.eq(mode == CLEAR), walker.drain.eq(mode == DRAIN),
         ]
         with m.If(self.run.start):
             m.d.sync += [*(getattr(desc, name).eq(getattr(self.desc, name)) for name, _ in descriptor_layout(cfg)),
-                         mode.eq(INIT), flush_seen.eq(0)]
-            m.d.comb += walker.restart.eq(1)
+                         flush_seen.eq(0)]
+            with m.If(mode == CLEAR):
+                m.d.sync += started.eq(1)
+            with m.Else():
+                m.d.sync += mode.eq(ACCUM)
         with m.Else():
             with m.Switch(mode):
-                with m.Case(INIT):
+                with m.Case(CLEAR):
                     with m.If(walker.done):
-                        m.d.sync += mode.eq(ACCUM)
+                        m.d.sync += [mode.eq(Mux(started, ACCUM, IDLE)), started.eq(0)]
+                        m.d.comb += walker.restart.eq(1)
                 with m.Case(ACCUM):
                     with m.If(window.flush):
                         m.d.sync += flush_seen.eq(1)
@@ -214,7 +224,7 @@ class AccumulatorArray(wiring.Component):
         issue = fold.issue.valid & accumulating
         ev = self.events
         # busy: walking the accumulators, or an event / flush in flight
-        working = (mode == INIT) | (mode == DRAIN) | (accumulating & (flush_seen | ~pipeline_empty))
+        working = (mode == CLEAR) | (mode == DRAIN) | (accumulating & (flush_seen | ~pipeline_empty))
         m.d.comb += [
             bank.clear.eq(self.run.start),
             bank.step.busy.eq(working),

@@ -6,7 +6,7 @@
                (S0: window,             (S1: one weight       (parks last words,   (S2: weights +
                 base addresses)          word per cycle)       per-lane addresses)   accumulators, add)
                                                                                         |
-    sums <---- Walker (init / drain: every accumulator word, bias written back) <-- accumulators
+    sums <---- Walker (drain: every accumulator word + its bias, zero written back) <-- accumulators
 
 Every stage reads the latched layer descriptor on ``desc`` (``hwgen.layout.Descriptor``). The
 accumulator memories belong to the array, which gives their ports to ``AdderLanes`` while
@@ -509,15 +509,18 @@ class AdderLanes(wiring.Component):
 
 
 class Walker(wiring.Component):
-    """Walks the layer's accumulator words in address order: ``init`` writes each word's bias,
-    ``drain`` streams each word out on ``sums`` and writes its bias back for the next timestep.
-    A folded position's last word leaves as the sums of its slots' lanes.
+    """Walks accumulator words in address order, leaving each one zero ("clean accumulators":
+    a layer starts accumulating at once, with no bias-initialisation pass). ``drain`` streams
+    each of the layer's words out on ``sums`` with its bias added; ``clear`` zeroes every word
+    of the memories (once, after reset: nothing else writes a word the layers have not drained).
+    A folded position's last word leaves as the sums of its slots' lanes (bias included).
 
     Ports
     -----
     desc : In(descriptor_signature)
-    init, drain : In(1)
-        The array's mode: walk without emitting / walk and emit (at most one is high).
+    clear, drain : In(1)
+        The array's mode: zero all ``accumulator_depth`` words / drain the layer's
+        ``drain_words`` (at most one is high).
     restart : In(1)
         The next walk starts from word 0 (wins over this cycle's step).
     bias : read_port
@@ -536,7 +539,7 @@ class Walker(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "desc": In(descriptor_signature(cfg)),
-            "init": In(1), "drain": In(1), "restart": In(1),
+            "clear": In(1), "drain": In(1), "restart": In(1),
             "bias": read_port(addr_width(cfg.bias_depth), data.ArrayLayout(signed(cfg.bias_width), cfg.lanes)),
             "acc_read": _acc_port(cfg, read_port).array(cfg.lanes),
             "acc_write": _acc_port(cfg, write_port).array(cfg.lanes),
@@ -553,11 +556,12 @@ class Walker(wiring.Component):
         d_rep = Signal(range(cfg.accumulator_depth + 1))    # words walked on this bias word
         d1_valid, d1_addr, d1_last = Signal(), Signal.like(d_addr), Signal()
         d1_fold = Signal()    # the word read is a folded position's last word
-        advance = ~d1_valid | self.sums.ready | self.init
-        issue = (self.init | self.drain) & (d_addr != desc.drain_words) & advance
-        m.d.comb += [self.bias.addr.eq(desc.b_offset + d_word), self.bias.en.eq(issue),
-                     self.done.eq((d_addr == desc.drain_words) & ~d1_valid)]
-        for port in self.acc_read:      # initialising writes biases over words it need not read
+        end = Mux(self.clear, cfg.accumulator_depth, desc.drain_words)
+        advance = ~d1_valid | self.sums.ready | self.clear
+        issue = (self.clear | self.drain) & (d_addr != end) & advance
+        m.d.comb += [self.bias.addr.eq(desc.b_offset + d_word), self.bias.en.eq(issue & self.drain),
+                     self.done.eq((d_addr == end) & ~d1_valid)]
+        for port in self.acc_read:      # clearing writes zeros over words it need not read
             m.d.comb += [port.addr.eq(d_addr), port.en.eq(issue & self.drain)]
         with m.If(issue):
             m.d.sync += [d_addr.eq(d_addr + 1), d1_valid.eq(1), d1_addr.eq(d_addr),
@@ -572,22 +576,26 @@ class Walker(wiring.Component):
         with m.If(self.restart):
             m.d.sync += [d_addr.eq(0), d_word.eq(0), d_rep.eq(0)]
 
+        # each lane's sum: its accumulator plus its bias (the word of the layer's bias memory)
+        total = Signal(data.ArrayLayout(signed(cfg.accumulator_width), L))
+        for lane, port in enumerate(self.acc_read):
+            m.d.comb += total[lane].eq(port.data + self.bias.data[lane])
         out = Signal(data.ArrayLayout(signed(cfg.accumulator_width), L))
-        m.d.comb += out.eq(Cat(*[port.data for port in self.acc_read]))
+        m.d.comb += out.eq(total)
         if K:
             # a folded position's last word: lane c < r is the sum of its slots' lanes c*S .. c*S + S-1
             r = desc.last_lanes
             with m.If(d1_fold):
                 for lane in range(L // 2):
-                    folded = _by_slots(cfg, desc, lambda S: sum(self.acc_read[lane * S + j].data for j in range(S))
+                    folded = _by_slots(cfg, desc, lambda S: sum(total[lane * S + j] for j in range(S))
                                        if (lane + 1) * S <= L else 0)
                     m.d.comb += out[lane].eq(Mux(lane < r, folded, 0))
                 for lane in range(L // 2, L):
                     m.d.comb += out[lane].eq(0)
         m.d.comb += [self.sums.valid.eq(self.drain & d1_valid), self.sums.payload.data.eq(out),
                      self.sums.payload.last.eq(d1_last)]
-        # re-initialise the word just read with its bias for the next timestep
-        for lane, port in enumerate(self.acc_write):
-            m.d.comb += [port.en.eq(d1_valid & (self.init | self.sums.ready)), port.addr.eq(d1_addr),
-                         port.data.eq(self.bias.data[lane])]
+        # the word just walked starts the next timestep (or layer) at zero
+        for port in self.acc_write:
+            m.d.comb += [port.en.eq(d1_valid & (self.clear | self.sums.ready)), port.addr.eq(d1_addr),
+                         port.data.eq(0)]
         return m

@@ -244,10 +244,10 @@ def test_adder_lanes_add_shifted_weights_of_active_lanes():
     assert results[2] == [(int(i > 0), 20 + i, 100 * (i + 1) - (w[i] << top if i > 0 else 0)) for i in range(4)]
 
 
-def test_walker_initialises_then_drains_every_word_with_its_bias():
-    """Init writes every accumulator word with its bias word (``bias_repeat`` words share one
-    with lanes over x); drain streams every word in address order, ``last`` on the final one,
-    under backpressure, and writes the bias back behind each word taken."""
+def test_walker_clears_then_drains_every_word_plus_its_bias():
+    """Clear writes zero into every accumulator word (all ``accumulator_depth``, not only the
+    layer's); drain streams every word of the layer in address order plus its bias word,
+    ``last`` on the final one, under backpressure, and writes zero back behind each word taken."""
     cfg = ACC["acc_small"]
     geo = ConvGeometry(3, 2 * cfg.lanes, 2, 3, 1)        # 6 positions x 2 words
     d = descriptor(geo, cfg.lanes, b_offset=5)
@@ -256,19 +256,22 @@ def test_walker_initialises_then_drains_every_word_with_its_bias():
     acc = {lane: {a: 1000 * lane + a for a in range(d.drain_words)} for lane in range(4)}
     mems = [MemoryModel(dut.bias, {a: sum((v & 0xFFFF) << (16 * i) for i, v in enumerate(w)) for a, w in bias.items()})]
     mems += [MemoryModel(dut.acc_read[lane], acc[lane]) for lane in range(4)]
-    writes, out = [], []
+    cleared, writes, out = [], [], []
+
+    def written(ctx, into):
+        if ctx.get(dut.acc_write[0].en):
+            into.append((ctx.get(dut.acc_write[0].addr), [ctx.get(dut.acc_write[i].data) for i in range(4)]))
 
     async def bench(ctx):
         _set_desc(ctx, dut, d)
         ctx.set(dut.restart, 1)
         await ctx.tick()
         ctx.set(dut.restart, 0)
-        ctx.set(dut.init, 1)
+        ctx.set(dut.clear, 1)
         while not ctx.get(dut.done):
             await ctx.tick()
-            if ctx.get(dut.acc_write[0].en):
-                writes.append((ctx.get(dut.acc_write[0].addr), [ctx.get(dut.acc_write[i].data) for i in range(4)]))
-        ctx.set(dut.init, 0)
+            written(ctx, cleared)
+        ctx.set(dut.clear, 0)
         ctx.set(dut.restart, 1)
         await ctx.tick()
         ctx.set(dut.restart, 0)
@@ -277,6 +280,7 @@ def test_walker_initialises_then_drains_every_word_with_its_bias():
         while True:
             ctx.set(dut.sums.ready, int(cycle % 3 != 1))
             await ctx.delay(1e-9)
+            written(ctx, writes)
             v, r = ctx.get(dut.sums.valid), ctx.get(dut.sums.ready)
             if v and r:
                 out.append(([ctx.get(dut.sums.payload.data[i]) for i in range(4)], ctx.get(dut.sums.payload.last)))
@@ -286,9 +290,11 @@ def test_walker_initialises_then_drains_every_word_with_its_bias():
             cycle += 1
         await ctx.tick()
 
-    simulate(dut, bench, processes=[m.process for m in mems], deadline_cycles=500)
-    assert writes == [(a, bias[5 + a % 2]) for a in range(d.drain_words)]
-    assert out == [([1000 * i + a for i in range(4)], int(a == d.drain_words - 1)) for a in range(d.drain_words)]
+    simulate(dut, bench, processes=[m.process for m in mems], deadline_cycles=4 * cfg.accumulator_depth + 500)
+    assert cleared == [(a, [0] * 4) for a in range(cfg.accumulator_depth)]
+    assert writes == [(a, [0] * 4) for a in range(d.drain_words)]
+    assert out == [([1000 * i + a + bias[5 + a % 2][i] for i in range(4)], int(a == d.drain_words - 1))
+                   for a in range(d.drain_words)]
 
 
 def test_counter_bank_adds_steps_and_clear_wins():

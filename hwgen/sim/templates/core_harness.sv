@@ -8,16 +8,18 @@
 // found a mismatch) it ends the run there, as if the script ended.
 // and writes a log of what the core does that a test checks:
 //   L pc cycles additions events mem count lo hi digest
-//                       an instruction finished: its counters, and of the memory it wrote (mem: 1 ints,
-//                       2 spikes, 3 both) the words written, the lowest and highest address and the
-//                       order-independent digest of (address, word) over its writes (hwgen/sim/digest.py)
+//                       an instruction finished: its counters, and of the memory it writes (mem: 1 ints,
+//                       2 spikes) the words it wrote, the lowest and highest address and the
+//                       order-independent digest of (address, word) over its writes (hwgen/sim/digest.py);
+//                       each memory's writes are summed apart, so a CONV and the LIF chained to it
+//                       (running at once, docs/core.md "Overlap") each report their own
 //                       then its memory traffic: the words read / written per memory, in the order of
 //                       hwgen.core.top.TRAFFIC_COUNTERS (program, pixels, spikes, spikes, ints, ints, ...)
 //   D cycles            an image finished (start .. done)
 //   H pc cycles         watchdog: no instruction finished for `core_watchdog` cycles
 // and, with `+core_trace=1` (every instruction) or `+core_trace=2 +core_trace_pc=P` (instruction P),
 // every write itself:
-//   I pc addr data      a write into the int memory (while running)
+//   I pc addr data      a write into the int memory (while running), by instruction pc
 //   S pc addr data      a write into the spike memory
 // With `+core_waves=FILE +core_wave_image=N +core_wave_from=A +core_wave_to=B` (a simulator built with
 // tracing) it dumps every signal into FILE from the start of instruction A of image N to the end of
@@ -43,11 +45,11 @@ module core_harness #(
     logic [SEL_W-1:0] load_sel;
     logic [ADDR_W-1:0] load_addr;
     logic [DATA_W-1:0] load_data;
-    wire busy, done, int_en, spk_en, layer_done;
+    wire busy, done, int_en, spk_en, layer_done, layer_spikes;
     wire [ADDR_W-1:0] int_addr, spk_addr;
     wire [INT_W-1:0] int_data;
     wire [LANES-1:0] spk_data;
-    wire [PC_W-1:0] pc;
+    wire [PC_W-1:0] pc, int_pc, spk_pc;
     wire [39:0] l_cycles, l_additions, l_events;
     // memory traffic of the finishing instruction, in the order of hwgen.core.top.TRAFFIC_COUNTERS
     wire [39:0] t_program_read, t_pixels_read, t_spikes_read, t_spikes_write, t_ints_read, t_ints_write,
@@ -57,9 +59,9 @@ module core_harness #(
     core dut (
         .clk(clk), .rst(rst), .start(start), .busy(busy), .done(done),
         .load__en(load_en), .load__sel(load_sel), .load__addr(load_addr), .load__data(load_data),
-        .int_write__en(int_en), .int_write__addr(int_addr), .int_write__data(int_data),
-        .spike_write__en(spk_en), .spike_write__addr(spk_addr), .spike_write__data(spk_data),
-        .layer__done(layer_done), .layer__pc(pc), .layer__cycles(l_cycles),
+        .int_write__en(int_en), .int_write__pc(int_pc), .int_write__addr(int_addr), .int_write__data(int_data),
+        .spike_write__en(spk_en), .spike_write__pc(spk_pc), .spike_write__addr(spk_addr), .spike_write__data(spk_data),
+        .layer__done(layer_done), .layer__pc(pc), .layer__spikes(layer_spikes), .layer__cycles(l_cycles),
         .layer__additions(l_additions), .layer__events(l_events),
         .layer__traffic__program_read(t_program_read), .layer__traffic__pixels_read(t_pixels_read),
         .layer__traffic__spikes_read(t_spikes_read), .layer__traffic__spikes_write(t_spikes_write),
@@ -135,12 +137,13 @@ module core_harness #(
         n = n + 1;
         sum = sum + h;
     endfunction
-    // the running instruction's writes so far
-    logic [31:0] w_count;
-    logic [ADDR_W-1:0] w_lo, w_hi;
-    logic [63:0] w_sum;
-    logic [1:0] w_mem;
-    wire traced = trace == 1 || (trace == 2 && int'(pc) == trace_pc);
+    // the writes so far of the instruction writing each memory (index 0 ints, 1 spikes)
+    logic [31:0] w_count [2];
+    logic [ADDR_W-1:0] w_lo [2], w_hi [2];
+    logic [63:0] w_sum [2];
+    function automatic logic traced(input logic [PC_W-1:0] writer);
+        return trace == 1 || (trace == 2 && int'(writer) == trace_pc);
+    endfunction
 
     task automatic close_files();
         $fclose(script);
@@ -182,7 +185,7 @@ module core_harness #(
                         start <= 1'b1;
                         cycles <= '0;
                         quiet <= '0;
-                        {w_count, w_lo, w_hi, w_sum, w_mem} <= '0;
+                        for (int i = 0; i < 2; i++) {w_count[i], w_lo[i], w_hi[i], w_sum[i]} <= '0;
                         state <= RUN;
                     end else begin
                         close_files();
@@ -217,31 +220,30 @@ module core_harness #(
                 default: ;
             endcase
             if (state == RUN) begin : account
-                logic [31:0] n;
-                logic [ADDR_W-1:0] lo, hi;
-                logic [63:0] sum;
-                logic [1:0] mem;
-                {n, lo, hi, sum, mem} = {w_count, w_lo, w_hi, w_sum, w_mem};
+                logic [31:0] n [2];
+                logic [ADDR_W-1:0] lo [2], hi [2];
+                logic [63:0] sum [2];
+                int k;
+                for (int i = 0; i < 2; i++) {n[i], lo[i], hi[i], sum[i]} = {w_count[i], w_lo[i], w_hi[i], w_sum[i]};
                 if (int_en) begin
-                    note_write(int_addr, word_hash(int_addr, CH_W'(int_data), CH_I), n, lo, hi, sum);
-                    mem[0] = 1'b1;
-                    if (traced) $fwrite(log, "I %0h %0h %h\n", pc, int_addr, int_data);
+                    note_write(int_addr, word_hash(int_addr, CH_W'(int_data), CH_I), n[0], lo[0], hi[0], sum[0]);
+                    if (traced(int_pc)) $fwrite(log, "I %0h %0h %h\n", int_pc, int_addr, int_data);
                 end
                 if (spk_en) begin
-                    note_write(spk_addr, word_hash(spk_addr, CH_W'(spk_data), CH_S), n, lo, hi, sum);
-                    mem[1] = 1'b1;
-                    if (traced) $fwrite(log, "S %0h %0h %h\n", pc, spk_addr, spk_data);
+                    note_write(spk_addr, word_hash(spk_addr, CH_W'(spk_data), CH_S), n[1], lo[1], hi[1], sum[1]);
+                    if (traced(spk_pc)) $fwrite(log, "S %0h %0h %h\n", spk_pc, spk_addr, spk_data);
                 end
                 if (layer_done) begin
+                    k = int'(layer_spikes);
                     $fwrite(log, "L %0h %0d %0d %0d %0d %0d %0h %0h %0h %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d\n", pc, l_cycles, l_additions,
-                            l_events, mem, n, lo, hi, sum,
+                            l_events, k + 1, n[k], lo[k], hi[k], sum[k],
                             t_program_read, t_pixels_read, t_spikes_read, t_spikes_write,
                             t_ints_read, t_ints_write, t_weights_read, t_biases_read,
                             t_accumulators_read, t_accumulators_write, t_membranes_read,
                             t_membranes_write, t_thresholds_read, t_kv_read, t_kv_write);
-                    {n, lo, hi, sum, mem} = '0;
+                    {n[k], lo[k], hi[k], sum[k]} = '0;
                 end
-                {w_count, w_lo, w_hi, w_sum, w_mem} <= {n, lo, hi, sum, mem};
+                for (int i = 0; i < 2; i++) {w_count[i], w_lo[i], w_hi[i], w_sum[i]} <= {n[i], lo[i], hi[i], sum[i]};
             end
         end
     end

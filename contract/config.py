@@ -175,6 +175,18 @@ class AccumulatorConfig:
                           choices=("conv", "grouped", "encoding"),
                           help="layer kinds in hardware: conv (dense kxk, pointwise, linear), "
                                "grouped (depthwise and grouped convs), encoding (multi-bit pixels as bit planes)")
+    weights: str = _field(default="onchip", kind=str, choices=("onchip", "external"),
+                          help="onchip: a weight memory of weight_depth words in the unit; external: weights read "
+                               "from an outside memory through a request/response stream, with a prefetch buffer "
+                               "(docs/accumulator.md, \"Weights from external memory\")")
+    weight_buffer: int = _field(default=192, min=4, max=1 << 14,
+                                help="external weights: prefetch buffer words (hides latency x words per cycle "
+                                     "+ weight_burst + a few cycles of memory latency)")
+    weight_burst: int = _field(default=16, min=2, max=1 << 10,
+                               help="external weights: longest burst one request asks for, words (at least 2: "
+                                    "an operation that parks a folded remainder takes two consecutive words)")
+    weight_port_words: int = _field(default=1, choices=(1, 2),
+                                    help="external weights: weight words one response beat can carry")
 
     def inconsistencies(self):
         if "conv" not in self.kinds:
@@ -183,6 +195,26 @@ class AccumulatorConfig:
             yield ("bias_width", self.bias_width, f"must be <= accumulator_width ({self.accumulator_width})")
         if self.weight_bank_depth & (self.weight_bank_depth - 1):
             yield ("weight_bank_depth", self.weight_bank_depth, "must be 0 or a power of two")
+        if self.weight_burst > self.weight_buffer:
+            yield ("weight_burst", self.weight_burst,
+                   f"must be <= weight_buffer ({self.weight_buffer}): a burst's words are reserved in the buffer "
+                   "before it is requested")
+        if self.weight_buffer % 2:
+            yield ("weight_buffer", self.weight_buffer, "must be even: the buffer is two banks of equal depth "
+                   "(two words can enter and leave it in one cycle)")
+
+    @property
+    def external_weights(self) -> bool:
+        """Weights come from an outside memory (``weights: external``)."""
+        return self.weights == "external"
+
+    @property
+    def event_queue(self) -> int:
+        """External weights: events the unit queues in front of its loop, so that the prefetcher
+        sees them ahead of it. A non-empty kernel window needs at least one weight word, so this
+        many events let the prefetcher fill the whole buffer; plus the two events its own window
+        and loop hold."""
+        return self.weight_buffer + 2
 
     #: the most bits one generated memory may hold: Yosys asserts below 2^30-bit cells
     MEMORY_BITS_LIMIT = 1 << 29
@@ -363,6 +395,10 @@ def _check_core(sections: dict, source: str) -> None:
     if sdsa.max_timesteps < lif.max_timesteps:
         raise ConfigError(source, "sdsa.max_timesteps", sdsa.max_timesteps,
                           f"must be >= lif.max_timesteps ({lif.max_timesteps}) in a core")
+    if acc.external_weights:
+        raise ConfigError(source, "accumulator.weights", acc.weights,
+                          "must be 'onchip' in a core: external weights are an accumulator-unit option so far "
+                          "(the core loads its weights into the unit's weight memory)")
 
 
 def load_config(path: str | Path) -> HwConfig:

@@ -5,10 +5,12 @@ files; drained accumulators to a file) and compares every output accumulator, ev
 with ``golden.intsim.conv_integer`` wrapped to the accumulator width (docs/arithmetic.md), using
 ``==`` on whole arrays. Seeds are logged; a failure names timestep, channel and position.
 Parameters come from the test plan (``hwgen.sim.harness``): ``seed``, ``layers``,
-``mutate_golden``, ``layers_in`` / ``layers_out``.
+``mutate_golden``, ``layers_in`` / ``layers_out``, ``cycles_out``; with external weights
+(``accumulator.weights: external``) the memory model's ``mem_latency`` and ``mem_bandwidth``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -25,6 +27,8 @@ from hwgen.sim.harness import DEFAULT_SEED, test_plan
 PLAN = test_plan()
 BASE_SEED = int(PLAN.get("seed", DEFAULT_SEED))
 MUTATE = bool(PLAN.get("mutate_golden"))   # sensitivity check only
+#: the unit reads its weights from the harness's memory model (docs/accumulator.md)
+EXTERNAL = PLAN.get("config", {}).get("accumulator", {}).get("weights") == "external"
 SUMMARY = {"layers": 0, "accumulators": 0, "additions": 0}
 
 
@@ -53,12 +57,29 @@ async def check(tb, geo, weight, bias, inputs, *, label, **kw):
     expected_adds = sum(_additions(geo, frame) for frame in nz)
     assert res.counters["additions"] == expected_adds, f"[{label}] additions {res.counters['additions']} != {expected_adds}"
     assert res.counters["events"] == int(sum(f.sum() for f in nz)), f"[{label}] event count"
+    _check_weight_counters(tb, geo, res, nz, label)
     SUMMARY["layers"] += 1
     SUMMARY["accumulators"] += exp.size
     SUMMARY["additions"] += expected_adds
     tb.log.info("%s: %s T=%d events=%d additions=%d cycles=%d counters=%s: exact", label, geo, len(inputs),
                 res.counters["events"], expected_adds, res.cycles, res.counters)
     return res, exp, exact
+
+
+def _check_weight_counters(tb, geo, res, frames, label):
+    """External weights: one word received per word the loop consumes (every op's word, and for
+    a folded layer each position's parked last word: G per position hit), and stalls counted
+    within the busy cycles. On chip both counters stay 0."""
+    c = res.counters
+    if not EXTERNAL:
+        assert c["weight_stalls"] == c["weight_words"] == 0, f"[{label}] weight counters on chip: {c}"
+        return
+    hits = sum(_offsets(geo, y, x) for frame in frames for _, y, x in np.argwhere(frame != 0))
+    words = c["ops"] if res.descriptor.x_lanes else hits * res.descriptor.group_words
+    assert c["weight_words"] == words, f"[{label}] {c['weight_words']} weight words received, the loop needs {words}"
+    assert c["weight_stalls"] <= c["busy"], f"[{label}] weight stalls {c['weight_stalls']} > busy {c['busy']}"
+    tb.log.info("[%s] memory latency %d, %d word(s)/cycle: %d words in %d requests, %d weight stall cycles",
+                label, res.memory["latency"], res.memory["bandwidth"], words, res.memory["requests"], c["weight_stalls"])
 
 
 def _offsets(geo, y, x):
@@ -277,6 +298,60 @@ async def backpressure(dut):
         spikes = (rng.random((2, geo.c_in, geo.h, geo.w)) < 0.3).astype(np.int64)
         await check(tb, geo, w, b, spikes, label=f"backpressure idle={idle} stall={stall}",
                     seed=50 + i, in_idle=idle, out_stall=stall)
+
+
+#: conv layers of the slowdown measurement (external against on-chip weights): label, geometry,
+#: firing rate, T
+CONV_LAYERS = [
+    ("3x3 conv, 16 -> 16, 16x16", ConvGeometry(16, 16, 16, 16, 3, 1, 1), 0.15, 2),
+    ("3x3 conv stride 2, 16 -> 32, 16x16", ConvGeometry(16, 32, 16, 16, 3, 2, 1), 0.15, 2),
+    ("1x1 conv, 32 -> 32, 8x8", ConvGeometry(32, 32, 8, 8, 1, 1, 0), 0.2, 2),
+    ("3x3 conv, 8 -> 18 (folded), 12x12", ConvGeometry(8, 18, 12, 12, 3, 1, 1), 0.2, 2),
+    ("7x7 conv, 3 -> 8, 16x16", ConvGeometry(3, 8, 16, 16, 7, 1, 3), 0.2, 2),
+]
+
+
+@cocotb.test()
+async def weight_stalls_reported(dut):
+    """External weights: a linear layer (two accumulator words) at the plan's memory latency,
+    twice. The first run may hide the latency under the clearing of the accumulators after
+    reset; on the second the loop has its first event at once and waits for its first words:
+    weight stalls >= latency - drain_words (the most a walk of the layer's accumulator words
+    after ``start``, where the array has one, can overlap), counted; exactly the words it
+    consumes are received; exact both times."""
+    tb = AccHarness(dut)
+    if not EXTERNAL:
+        tb.log.info("weights on chip: no weight stalls to report")
+        return
+    rng = np.random.default_rng(BASE_SEED + 7)
+    geo = ConvGeometry(min(tb.cfg.max_channels, 40), 2 * tb.cfg.lanes, 1, 1)
+    w, b = random_weights(tb.cfg, rng, geo, scale=0.1)
+    spikes = (rng.random((2, geo.c_in, geo.h, geo.w)) < 0.5).astype(np.int64)
+    for run in ("after reset", "again"):
+        res, _, _ = await check(tb, geo, w, b, spikes, label=f"weight stalls, {run}")
+        tb.log.info("weight stalls %s: %d of %d cycles (latency %d, %d word(s)/cycle)", run,
+                    res.counters["weight_stalls"], res.cycles, res.memory["latency"], res.memory["bandwidth"])
+    least = res.memory["latency"] - res.descriptor.drain_words
+    assert res.counters["weight_stalls"] >= least, \
+        f"{res.counters['weight_stalls']} weight stalls: the first words cannot come before {least} cycles"
+
+
+@cocotb.test(skip="cycles_out" not in PLAN)
+async def conv_layer_cycles(dut):
+    """The conv layers of CONV_LAYERS, each exact; harness cycles and counters to plan
+    ``cycles_out`` (JSON), for the slowdown of external weights against on-chip weights."""
+    tb = AccHarness(dut)
+    rows = []
+    for i, (label, geo, rate, T) in enumerate(CONV_LAYERS):
+        rng = np.random.default_rng(BASE_SEED + 100 + i)
+        w, b = random_weights(tb.cfg, rng, geo, scale=0.1)
+        spikes = (rng.random((T, geo.c_in, geo.h, geo.w)) < rate).astype(np.int64)
+        res, _, _ = await check(tb, geo, w, b, spikes, label=label)
+        rows.append({"label": label, "geometry": list(dataclasses.astuple(geo)), "rate": rate, "timesteps": T,
+                     "fold_slots": res.descriptor.fold_slots, "cycles": res.cycles, "counters": res.counters,
+                     "memory": res.memory})
+    with open(PLAN["cycles_out"], "w") as fh:
+        json.dump(rows, fh)
 
 
 @cocotb.test(skip="layers_in" not in PLAN)

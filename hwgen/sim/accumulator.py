@@ -6,6 +6,11 @@
   RTL run on its own and returns the drained accumulators, already un-padded to
   ``[T, C_out, H_out, W_out]``, with the unit's performance counters.
 * :func:`spike_events` turns spike maps (or pixel bit planes) into the event list.
+
+With ``accumulator.weights: external`` the harness serves the unit's weight read stream from a
+memory model (``templates/harness_extmem.sv``) whose latency and bandwidth are run-time ports:
+``AccHarness.run(latency=, bandwidth=)``, by default the plan's ``mem_latency`` and
+``mem_bandwidth`` (100 cycles, 1 word per cycle).
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ __all__ = ["acc_sim_run", "AccHarness", "AccResult", "spike_events", "pack_struc
            "layers_from_program", "write_layer_specs"]
 
 HARNESS_DEPTH = 1 << 17
+#: the memory model's defaults (plan ``mem_latency`` / ``mem_bandwidth``)
+DEFAULT_LATENCY, DEFAULT_BANDWIDTH = 100, 1
 
 
 def pack_struct(layout, values: dict) -> int:
@@ -66,10 +73,17 @@ def acc_sim_run(hw: HwConfig, *, test_module: str, test_dir: Path, testcase=None
         "COUNTER_WIDTH": COUNTER_WIDTH,
         "DEPTH": HARNESS_DEPTH,
     }
-    return unit_sim_run(AccumulatorArray(cfg), top="acc_array", harness="acc_harness.sv", name=f"acc-{hw.name}",
-                        rtl_dir=REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}", parameters=params,
-                        test_module=test_module, test_dir=test_dir, testcase=testcase,
-                        plan={**(plan or {}), "config": hw.to_dict()})
+    if cfg.external_weights:   # the weight read stream
+        params.update(PORT_WORDS=cfg.weight_port_words, LEN_W=range_bits(cfg.weight_burst + 1),
+                      CNT_W=range_bits(cfg.weight_port_words + 1), BURST=cfg.weight_burst)
+    run = unit_sim_run(AccumulatorArray(cfg), top="acc_array", harness="acc_harness.sv", name=f"acc-{hw.name}",
+                       rtl_dir=REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}", parameters=params,
+                       test_module=test_module, test_dir=test_dir, testcase=testcase,
+                       plan={**(plan or {}), "config": hw.to_dict()})
+    if cfg.external_weights:   # the define first, the memory model with the kit
+        run.sources.insert(run.sources.index(TEMPLATES / "acc_harness.sv"), TEMPLATES / "acc_weights_external.sv")
+        run.sources.append(TEMPLATES / "harness_extmem.sv")
+    return run
 
 
 def spike_events(spikes: np.ndarray, *, planes: int = 1) -> list[tuple[int, int, int, int, int]]:
@@ -94,6 +108,7 @@ class AccResult:
     cycles: int                 # harness: start .. last drain
     descriptor: Descriptor
     sim_wall: float = 0.0       # wall seconds from `go` to `finished`: the RTL running alone
+    memory: dict | None = None  # external weights: {"latency", "bandwidth", "requests"} of the memory model
 
 
 class AccHarness(FileHarness):
@@ -106,13 +121,15 @@ class AccHarness(FileHarness):
     async def run(self, geo: ConvGeometry, weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, *,
                   planes: int = 1, signed_planes: bool = False, w_offset: int = 0, b_offset: int = 0,
                   seed: int = 1, in_idle: int = 0, out_stall: int = 0, x_lanes: bool | None = None,
-                  fold: bool | None = None) -> AccResult:
+                  fold: bool | None = None, latency: int | None = None, bandwidth: int | None = None) -> AccResult:
         """Accumulate one layer over ``inputs[T, C_in, H, W]`` (spikes, or pixel integers with
         ``planes`` bit planes) with ``weight[C_out, C_in/groups, k, k]`` and ``bias[C_out]``.
         ``x_lanes``: lanes over output columns (docs/accumulator.md); by default wherever the
         layer suits it (depthwise, stride 1) and the config has grouped convs. ``fold``: the
         folded remainder, by default wherever the layer suits it (``hwgen.layout.fold_slots``)
-        and the input is spikes (the encoding layer's bit planes are not folded)."""
+        and the input is spikes (the encoding layer's bit planes are not folded). ``latency``,
+        ``bandwidth``: the external weight memory's (external weights only; by default the
+        plan's ``mem_latency`` / ``mem_bandwidth``)."""
         from hwgen.units.accumulator import event_layout
 
         cfg, d, L = self.cfg, self.dut, self.cfg.lanes
@@ -144,19 +161,31 @@ class AccHarness(FileHarness):
         for i, name in enumerate(("flush", "ci", "y", "x", "plane")):
             ev_words |= cols[:, i] << ev_layout[name].offset
 
+        latency = int(self.plan.get("mem_latency", DEFAULT_LATENCY) if latency is None else latency)
+        bandwidth = int(self.plan.get("mem_bandwidth", DEFAULT_BANDWIDTH) if bandwidth is None else bandwidth)
+        if cfg.external_weights and not (2 <= latency < 1 << 16 and 1 <= bandwidth <= cfg.weight_port_words):
+            raise ValueError(f"memory model: latency {latency} (2 .. 65535 cycles), bandwidth {bandwidth} (1 .. "
+                             f"accumulator.weight_port_words = {cfg.weight_port_words} words per cycle)")
         limit = 64 * (len(w_img) + len(b_img) + len(events) * (geo.kernel ** 2) * max(1, desc.group_words)
-                      + desc.drain_words * (T + 1)) + 10_000
+                      + desc.drain_words * (T + 1)) + 10_000 + 4 * latency * (T + 1)
         status, bits = await self.exchange(
             inputs={"acc_weights.hex": pack_bits(w_img, cfg.weight_width), "acc_biases.hex": pack_bits(b_img, cfg.bias_width),
                     "acc_events.hex": pack_bits(ev_words[:, None], ev_layout.size)},
             ports=dict(desc=pack_struct(descriptor_layout(cfg), desc.as_dict()), n_weights=len(w_img), n_biases=len(b_img),
-                       n_events=len(events), timesteps=T, seed=seed & 0xFFFFFFFF, in_idle=in_idle, out_stall=out_stall),
-            status=("outputs", "cycles", *(f"count_{name}" for name in COUNTERS)), result="acc_res.hex",
+                       n_events=len(events), timesteps=T, seed=seed & 0xFFFFFFFF, in_idle=in_idle, out_stall=out_stall,
+                       mem_latency=latency, mem_bandwidth=bandwidth),
+            status=("outputs", "cycles", "mem_requests", "mem_bad_requests", *(f"count_{name}" for name in COUNTERS)),
+            result="acc_res.hex",
             result_bits=L * cfg.accumulator_width + 1, limit_cycles=limit,
             progress=lambda: f"{int(d.outputs.value)} of {desc.drain_words * T} words out")
         if status["outputs"] != desc.drain_words * T:
             raise AssertionError(f"unit drained {status['outputs']} words, expected {desc.drain_words * T}")
         counters = {name: status[f"count_{name}"] for name in COUNTERS}
+        if status["mem_bad_requests"]:
+            raise AssertionError(f"{status['mem_bad_requests']} of {status['mem_requests']} weight requests malformed "
+                                 f"(length 0 or > {cfg.weight_burst}, or past the image's {len(w_img)} words)")
+        memory = {"latency": latency, "bandwidth": bandwidth, "requests": status["mem_requests"]} \
+            if cfg.external_weights else None
         cycles = status["cycles"]
         data = unpack_fields(bits, L, cfg.accumulator_width, signed=True)
         last = unpack_fields(bits, 1, 1, signed=False, offset=L * cfg.accumulator_width)[:, 0]
@@ -167,7 +196,8 @@ class AccHarness(FileHarness):
                                  f"expected {np.flatnonzero(expected_last)[:8]}")
         sums = np.stack([unpad_accumulators(data[t * desc.drain_words:(t + 1) * desc.drain_words], geo, L, x_lanes=x_lanes)
                          for t in range(T)])
-        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc, sim_wall=self.sim_wall)
+        return AccResult(sums=sums, counters=counters, cycles=cycles, descriptor=desc, sim_wall=self.sim_wall,
+                         memory=memory)
 
 
 def layers_from_program(folder: Path, cfg: AccumulatorConfig, image: int = 0):

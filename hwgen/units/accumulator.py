@@ -27,7 +27,7 @@ weight memory per lane), and the drain sums the slots (docs/accumulator.md, "Fol
 """
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,11 +53,12 @@ from hwgen.units.signatures import (
     memory_write,
     sums_layout,
 )
+from hwgen.units.weight_stream import ExternalWeights, StreamedWeights, WeightStream
 
 __all__ = ["AccumulatorArray", "descriptor_layout", "event_layout", "COUNTERS", "ACCESSES"]
 
 #: the array's performance counters, in port order
-COUNTERS = ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls")
+COUNTERS = ("busy", "additions", "events", "ops", "starved", "drain", "drain_stalls", "weight_stalls", "weight_words")
 #: the array's memory accesses (its ``accesses`` attribute): weight words read by the lanes, bias
 #: words read by the walker, accumulator words read and written by the lanes and the walker
 ACCESSES = ("weights_read", "biases_read", "accumulators_read", "accumulators_write")
@@ -89,7 +90,13 @@ class AccumulatorArray(wiring.Component):
     counters : Out(Counters)
         ``busy`` cycles, synaptic ``additions`` (active lanes only), spike ``events``, ``ops``
         (cycles that issued a weight word), ``starved`` (busy accumulating with no op to issue),
-        ``drain`` cycles and ``drain_stalls`` (output not ready). Cleared by ``start``.
+        ``drain`` cycles and ``drain_stalls`` (output not ready); with external weights
+        ``weight_stalls`` (cycles the loop held an operation whose weights were not in; a
+        parked folded operation may still issue in such a cycle) and ``weight_words`` (weight
+        words received), both 0 with on-chip weights. Cleared by ``start``.
+    weight_read : Out(WeightStream), external weights only (instead of ``weight_write``)
+        Burst requests and their words (``hwgen.units.weight_stream``; docs/accumulator.md,
+        "Weights from external memory").
 
     ``accesses`` (an attribute, :func:`~hwgen.units.signatures.accesses_layout` of
     :data:`ACCESSES`) shows this cycle's accesses to the array's memories, for the core's
@@ -106,7 +113,8 @@ class AccumulatorArray(wiring.Component):
             "sums": Out(stream.Signature(sums_layout(cfg))),
             "desc": In(descriptor_layout(cfg)),
             "run": In(RunControl()),
-            "weight_write": memory_write(addr_width(cfg.weight_depth), data.ArrayLayout(signed(cfg.weight_width), L)),
+            **({"weight_read": Out(WeightStream(cfg))} if cfg.external_weights else
+               {"weight_write": memory_write(addr_width(cfg.weight_depth), data.ArrayLayout(signed(cfg.weight_width), L))}),
             "bias_write": memory_write(addr_width(cfg.bias_depth), data.ArrayLayout(signed(cfg.bias_width), L)),
             "counters": Out(Counters(COUNTERS)),
         })
@@ -125,17 +133,35 @@ class AccumulatorArray(wiring.Component):
         m.submodules.fold = fold = FoldSlots(cfg)
         m.submodules.lanes = lanes = AdderLanes(cfg)
         m.submodules.walker = walker = Walker(cfg)
-        m.submodules.weights = weights = WeightMemory(cfg)
-        m.submodules.counter_bank = bank = CounterBank({name: L if name == "additions" else 1 for name in COUNTERS})
+        m.submodules.weights = weights = StreamedWeights(cfg) if cfg.external_weights else WeightMemory(cfg)
+        m.submodules.counter_bank = bank = CounterBank(
+            {name: {"additions": L, "weight_words": cfg.weight_port_words}.get(name, 1) for name in COUNTERS})
 
         # the descriptor latched at start, one register per field, read by every stage
         desc = descriptor_signature(cfg).create(path=("desc_latched",))
         wiring.connect(m, desc, window.desc, loop.desc, fold.desc, lanes.desc, walker.desc)
-        wiring.connect(m, wiring.flipped(self.events), window.events)
         wiring.connect(m, window.window, loop.window)
-        wiring.connect(m, loop.op, fold.op)
         wiring.connect(m, fold.issue, lanes.issue)
-        wiring.connect(m, wiring.flipped(self.weight_write), weights.write)
+        if cfg.external_weights:
+            # events through a queue with the prefetcher beside it; an op waits for its streamed
+            # weights (docs/accumulator.md, "Weights from external memory")
+            m.submodules.external = ext = ExternalWeights(cfg)
+            layer_started = Signal()        # the descriptor is latched: the prefetcher may take events
+            m.d.sync += layer_started.eq(layer_started | self.run.start)
+            wiring.connect(m, desc, ext.desc)
+            wiring.connect(m, wiring.flipped(self.events), ext.events)
+            wiring.connect(m, ext.queued, window.events)
+            wiring.connect(m, loop.op, ext.op_in)
+            wiring.connect(m, ext.op_out, fold.op)
+            wiring.connect(m, ext.memory, wiring.flipped(self.weight_read))
+            m.d.comb += [ext.enable.eq(layer_started), fold.word.eq(ext.word), fold.park_word.eq(ext.park_word),
+                         weights.word.eq(fold.issue_word)]
+            weights_queued, weight_stall, weight_words = ext.pending, ext.stall, ext.received
+        else:
+            wiring.connect(m, wiring.flipped(self.events), window.events)
+            wiring.connect(m, loop.op, fold.op)
+            wiring.connect(m, wiring.flipped(self.weight_write), weights.write)
+            weights_queued, weight_stall, weight_words = Const(0), Const(0), Const(0)
         for lane in range(L):
             wiring.connect(m, lanes.weights[lane], weights.read[lane])
         wiring.connect(m, walker.sums, wiring.flipped(self.sums))
@@ -215,7 +241,7 @@ class AccumulatorArray(wiring.Component):
                     with m.If(walker.done):
                         m.d.sync += mode.eq(ACCUM)
 
-        idle = (mode == IDLE) | (accumulating & ~flush_seen & pipeline_empty)
+        idle = (mode == IDLE) | (accumulating & ~flush_seen & pipeline_empty & ~weights_queued)
         was_busy = Signal()
         m.d.sync += was_busy.eq(~idle)
         m.d.comb += [self.run.busy.eq(~idle), self.run.done.eq(was_busy & idle)]
@@ -224,7 +250,7 @@ class AccumulatorArray(wiring.Component):
         issue = fold.issue.valid & accumulating
         ev = self.events
         # busy: walking the accumulators, or an event / flush in flight
-        working = (mode == CLEAR) | (mode == DRAIN) | (accumulating & (flush_seen | ~pipeline_empty))
+        working = (mode == CLEAR) | (mode == DRAIN) | (accumulating & (flush_seen | ~pipeline_empty | weights_queued))
         m.d.comb += [
             bank.clear.eq(self.run.start),
             bank.step.busy.eq(working),
@@ -234,5 +260,6 @@ class AccumulatorArray(wiring.Component):
             bank.step.starved.eq(accumulating & working & ~fold.issue.valid),
             bank.step.drain.eq(mode == DRAIN),
             bank.step.drain_stalls.eq(self.sums.valid & ~self.sums.ready),
+            bank.step.weight_stalls.eq(weight_stall), bank.step.weight_words.eq(weight_words),
         ]
         return m

@@ -334,16 +334,24 @@ class FoldSlots(wiring.Component):
         This cycle's operation for the lanes (combinational).
     parked : Out(1)
         Words are parked (the pipeline is not empty).
+    word, park_word : In(lanes weights); issue_word : Out(lanes weights)
+        External weights only (``accumulator.weights: external``): the op's streamed word and,
+        for an op that parks, the parked word's (``w_addr + 1``). A slot keeps the lanes of the
+        word it parked that it uses in the folded op (slot j: lanes ``l`` with ``l mod S = j``;
+        one word of registers for all slots); ``issue_word`` is the issued op's weights.
     """
 
     def __init__(self, cfg: AccumulatorConfig):
         self._cfg = cfg
+        word = data.ArrayLayout(signed(cfg.weight_width), cfg.lanes)
+        streamed = {"word": In(word), "park_word": In(word), "issue_word": Out(word)} if cfg.external_weights else {}
         super().__init__({
             "op": In(stream.Signature(op_layout(cfg))),
             "desc": In(descriptor_signature(cfg)),
             "flush": In(1),
             "issue": Out(issue_signature(cfg)),
             "parked": Out(1),
+            **streamed,
         })
 
     def elaborate(self, platform):
@@ -388,6 +396,16 @@ class FoldSlots(wiring.Component):
                 a, w = Mux(rem_issue, parked_a, a), Mux(rem_issue, Array(slot_w)[slot_of(lane)], w)
             m.d.comb += [issue.a_addr[lane].eq(a), issue.w_addr[lane].eq(w)]
         m.d.comb += [issue.valid.eq(from_loop | rem_issue), issue.plane.eq(op.plane), issue.x_shift.eq(op.x_shift)]
+        if cfg.external_weights:
+            # the streamed weights: the op's word, or in a folded op each lane from its slot's word
+            held = Signal.like(self.word, name="slot_weights")
+            for lane in range(L):
+                w = self.word[lane]
+                if K:
+                    with m.If(from_loop & op.last_word & fold & (slot_of(lane) == n_slots)):
+                        m.d.sync += held[lane].eq(self.park_word[lane])
+                    w = Mux(rem_issue, held[lane], w)
+                m.d.comb += self.issue_word[lane].eq(w)
         return m
 
 

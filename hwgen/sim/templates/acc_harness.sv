@@ -8,6 +8,12 @@
 //          `timesteps` drains have ended
 //   dump : write every drained word to the result file
 // `finished` rises after the last drain; `cycles` counts from `start` to then.
+//
+// With ACC_WEIGHTS_EXTERNAL defined (acc_weights_external.sv, for `accumulator.weights:
+// external`) the unit has no weight memory to load: its weight read stream is served by
+// harness_extmem from the same weight image, with the run-time `mem_latency` and
+// `mem_bandwidth` (words per cycle); `mem_requests` counts its requests, `mem_bad_requests`
+// malformed ones.
 `default_nettype none
 
 module acc_harness #(
@@ -17,6 +23,9 @@ module acc_harness #(
     parameter int ACC_W = 20, WEIGHT_W = 8, BIAS_W = 16,   // accumulator, weight and bias words per lane
     parameter int W_ADDR_W = 12, B_ADDR_W = 6,            // weight and bias memory addresses
     parameter int COUNTER_WIDTH = 40,   // width of the acc_array.counters__* ports
+`ifdef ACC_WEIGHTS_EXTERNAL
+    parameter int PORT_WORDS = 1, LEN_W = 5, CNT_W = 1, BURST = 16,   // the weight read stream
+`endif
     parameter int DEPTH = 65536         // most events, and most drained words, per run
 ) (
     input  wire clk, rst, load, go, dump,   // the handshake of hwgen/sim/harness.py
@@ -27,12 +36,15 @@ module acc_harness #(
     input  wire [15:0] timesteps,
     input  wire [31:0] seed,
     input  wire [7:0] in_idle, out_stall,   // idle input / stalled output cycles, in 1/256
+    input  wire [15:0] mem_latency,         // external weights: cycles from request to first word
+    input  wire [1:0] mem_bandwidth,        // external weights: words per cycle
+    output wire [31:0] mem_requests, mem_bad_requests,
     output logic finished,
     output logic [31:0] cycles,
     output wire [31:0] outputs,
     output wire busy,
     output wire [COUNTER_WIDTH-1:0] count_busy, count_additions, count_events, count_ops, count_starved,
-                                    count_drain, count_drain_stalls
+                                    count_drain, count_drain_stalls, count_weight_stalls, count_weight_words
 );
     localparam int OUT_W = LANES * ACC_W + 1;
 
@@ -91,6 +103,22 @@ module acc_harness #(
     harness_rom #(.WIDTH(LANES * BIAS_W), .DEPTH(1 << B_ADDR_W), .FILE("acc_biases.hex")) biases (
         .clk(clk), .load(load), .addr(b_addr), .data(b_data));
 
+`ifdef ACC_WEIGHTS_EXTERNAL
+    logic req_valid, req_ready, resp_valid, resp_ready;
+    logic [W_ADDR_W+LEN_W-1:0] req_payload;
+    logic [PORT_WORDS*LANES*WEIGHT_W+CNT_W-1:0] resp_payload;
+    harness_extmem #(.WORD_W(LANES * WEIGHT_W), .PORT_WORDS(PORT_WORDS), .ADDR_W(W_ADDR_W), .LEN_W(LEN_W),
+                     .CNT_W(CNT_W), .BURST(BURST), .DEPTH(1 << W_ADDR_W), .FILE("acc_weights.hex")) memory (
+        .clk(clk), .rst(rst), .load(load), .go(go), .latency(mem_latency), .bandwidth(mem_bandwidth),
+        .words(n_weights), .req_valid(req_valid), .req_ready(req_ready), .req_payload(req_payload),
+        .resp_valid(resp_valid), .resp_ready(resp_ready), .resp_payload(resp_payload),
+        .requests(mem_requests), .bad_requests(mem_bad_requests));
+`else
+    assign mem_requests = '0;
+    assign mem_bad_requests = '0;
+    wire unused_mem = &{1'b0, mem_latency, mem_bandwidth};
+`endif
+
     acc_array dut (
         .clk(clk),
         .rst(rst),
@@ -104,9 +132,18 @@ module acc_harness #(
         .run__start(start),
         .run__busy(busy),
         .run__done(done),
+`ifdef ACC_WEIGHTS_EXTERNAL
+        .weight_read__request__valid(req_valid),
+        .weight_read__request__ready(req_ready),
+        .weight_read__request__payload(req_payload),
+        .weight_read__response__valid(resp_valid),
+        .weight_read__response__ready(resp_ready),
+        .weight_read__response__payload(resp_payload),
+`else
         .weight_write__en(state == WEIGHTS && n_weights != 0),
         .weight_write__addr(w_addr),
         .weight_write__data(w_data),
+`endif
         .bias_write__en(state == BIASES && n_biases != 0),
         .bias_write__addr(b_addr),
         .bias_write__data(b_data),
@@ -116,10 +153,16 @@ module acc_harness #(
         .counters__ops(count_ops),
         .counters__starved(count_starved),
         .counters__drain(count_drain),
-        .counters__drain_stalls(count_drain_stalls)
+        .counters__drain_stalls(count_drain_stalls),
+        .counters__weight_stalls(count_weight_stalls),
+        .counters__weight_words(count_weight_words)
     );
 
+`ifdef ACC_WEIGHTS_EXTERNAL
+    wire unused = &{1'b0, done, taken, load_idx[31:W_ADDR_W], w_data};   // no weight memory to load
+`else
     wire unused = &{1'b0, done, taken, load_idx[31:W_ADDR_W]};
+`endif
 endmodule
 
 `default_nettype wire

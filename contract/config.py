@@ -162,6 +162,9 @@ class AccumulatorConfig:
     accumulator_width: int = _field(min=4, max=48, help="signed accumulator width, bits")
     weight_depth: int = _field(min=1, max=1 << 24, help="weight memory words (one word = lanes weights)")
     accumulator_depth: int = _field(min=1, max=1 << 24, help="accumulator memory words (one word = lanes accumulators)")
+    buffers: int = _field(default=1, choices=(1, 2),
+                          help="accumulator memories per lane: 2 double-buffers them, so a timestep accumulates "
+                               "while the previous one drains (docs/core.md, \"Overlap\")")
     bias_width: int = _field(default=24, min=2, max=48, help="signed bias width, bits")
     bias_depth: int = _field(default=4096, min=1, max=1 << 20, help="bias memory words (one word = lanes biases)")
     input_bits: int = _field(default=8, min=1, max=16, help="pixel bits of the encoding layer (bit planes)")

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "configs" / "hw" / "digits.yaml"
 
 
-def _timing(*, D, words, offsets, in_words=1, T=1, slots=0):
+def _timing(*, D, words, offsets, in_words=1, T=1, slots=0, buffers=1):
     return ConvTiming(timesteps=T, drain_words=D, words=words, slots=slots, in_words=in_words,
-                      offsets=np.asarray(offsets, dtype=np.int64))
+                      offsets=np.asarray(offsets, dtype=np.int64), buffers=buffers)
 
 
 # ---- max-plus products ----------------------------------------------------------------------
@@ -105,6 +105,21 @@ def test_conv_accumulator_bound_layer_costs_its_operations():
     assert cyc == want
 
 
+def test_two_banks_hide_every_drain_but_the_last_behind_accumulation():
+    """Two accumulator banks: timestep t + 1 accumulates (from the cycle after t's bank went to
+    the walker) while t drains, so when each timestep's operations outlast a drain (D + 3), the
+    layer costs (T - 1) x (D + 3 - 1) cycles less: only the last drain is exposed."""
+    W, T, D, G = 12, 3, 5, 3
+    rng = np.random.default_rng(4)
+    offsets = rng.integers(1, 5, size=W)
+    events = rng.integers(1, 4, size=(T, W))
+    one, one_terms = conv_cycles(_timing(D=D, words=G, offsets=offsets, T=T), events)
+    two, two_terms = conv_cycles(_timing(D=D, words=G, offsets=offsets, T=T, buffers=2), events)
+    assert one - two == (T - 1) * (D + 3 - 1)
+    # exposed: the last drain (D + 1) and a cycle per bank switch
+    assert two_terms["drain"] == (T - 1) + D + 1 and one_terms["drain"] == T * D + 3 * (T - 1) + 1
+
+
 def test_folded_remainder_saves_the_last_words_but_one_per_s():
     """A linear layer (one position, one kernel offset) with G = 2 words, the last one folded
     S = 4 to an operation: each of 8 events issues 1 full word and parks its last word; a parked
@@ -171,7 +186,7 @@ def _stepped_conv(timing: ConvTiming, events: np.ndarray) -> int:
     D, S, G = timing.drain_words, timing.slots, timing.words
     r = {"running": True, "exhausted": False, "flushing": False, "t": 0, "w": 0,              # feeder
          "pend": False, "pend_n": 0, "pend_pos": 0, "slot_valid": False, "slot_left": 0, "slot_pos": 0,
-         "mode": "ACCUM", "d_addr": 0, "d1_valid": False, "d1_last": False, "flush_seen": False,  # accumulator
+         "draining": False, "d_addr": 0, "d1_valid": False, "d1_last": False, "flush_seen": False,  # accumulator
          "s0_valid": False, "s0_off": 0, "s1_valid": False, "o_left": 0, "g": 0, "n_slots": 0, "s2_valid": False}
     drained = 0
     for cycle in range(1, 10 ** 6):
@@ -183,15 +198,16 @@ def _stepped_conv(timing: ConvTiming, events: np.ndarray) -> int:
         last_word = r["g"] == G - 1
         last_op = last_word and r["o_left"] == 1
         s0_take = r["s0_valid"] and (not r["s1_valid"] or (last_op and not rem_issue))
-        ready = r["mode"] == "ACCUM" and not r["flush_seen"] and (not r["s0_valid"] or s0_take)
+        ready = (not r["flush_seen"] and (not r["s0_valid"] or s0_take)
+                 and (timing.buffers == 2 or not r["draining"]))
         take = (r["slot_valid"] or r["flushing"]) and ready
         slot_frees = not r["slot_valid"] or (take and r["slot_left"] == 1)
         consume = r["pend"] and (r["pend_n"] == 0 or slot_frees)
         issue = r["running"] and not r["exhausted"] and not r["flushing"] and (not r["pend"] or consume)
-        d_issue = r["mode"] == "DRAIN" and r["d_addr"] != D
+        d_issue = r["draining"] and r["d_addr"] != D
         pipeline_empty = not (r["s0_valid"] or r["s1_valid"] or r["s2_valid"]) and r["n_slots"] == 0
         walk_done = r["d_addr"] == D and not r["d1_valid"]
-        if r["mode"] == "DRAIN" and r["d1_valid"] and r["d1_last"]:    # the drain writer takes a last sum
+        if r["draining"] and r["d1_valid"] and r["d1_last"]:    # the drain writer takes a last sum
             drained += 1
             if drained == T:
                 return cycle + 3
@@ -237,13 +253,12 @@ def _stepped_conv(timing: ConvTiming, events: np.ndarray) -> int:
             x.update(d_addr=r["d_addr"] + 1, d1_valid=True, d1_last=r["d_addr"] == D - 1)
         else:
             x["d1_valid"] = False
-        if r["mode"] == "ACCUM":
-            if take and not r["slot_valid"]:
-                x["flush_seen"] = True
-            if r["flush_seen"] and pipeline_empty:
-                x.update(mode="DRAIN", d_addr=0, flush_seen=False)
-        elif walk_done:
-            x["mode"] = "ACCUM"
+        if take and not r["slot_valid"]:
+            x["flush_seen"] = True
+        if r["flush_seen"] and pipeline_empty and not r["draining"]:     # the bank goes to the walker
+            x.update(draining=True, d_addr=0, flush_seen=False)
+        if r["draining"] and walk_done:
+            x["draining"] = False
         r = x
     raise AssertionError("the stepped CONV never finished")
 
@@ -298,14 +313,14 @@ def _stepped_sdsa(ops: np.ndarray, words: int, drain: int) -> int:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_conv_recurrences_equal_the_stepped_registers(seed):
-    """Random small layers (kernel windows with empty events, folded and not, T = 1..3) and
-    spike maps from empty to dense, in runs of zero words and bursts."""
+    """Random small layers (kernel windows with empty events, folded and not, T = 1..3, one or
+    two accumulator banks) and spike maps from empty to dense, in runs of zero words and bursts."""
     rng = np.random.default_rng(seed)
     positions, in_words = int(rng.integers(1, 7)), int(rng.integers(1, 4))
     slots = int(rng.choice([0, 0, 2, 4]))
     timing = _timing(D=int(rng.integers(1, 9)), words=int(rng.integers(1, 4)), slots=slots,
                      offsets=rng.choice([0, 1, 1, 2, 3, 4, 9], size=positions), in_words=in_words,
-                     T=int(rng.integers(1, 4)))
+                     T=int(rng.integers(1, 5)), buffers=int(rng.choice([1, 2])))
     W = positions * in_words
     density = rng.choice([0.0, 0.05, 0.2, 0.5, 0.9, 1.0])
     events = rng.integers(1, 9, size=(timing.timesteps, W)) * (rng.random((timing.timesteps, W)) < density)

@@ -70,6 +70,9 @@ ACC_PIPELINE_DRAIN = 2
 #: latency); the next timestep's events are taken D + 3 cycles after it (walker done, ACCUM)
 DRAIN_LAST_WRITE = 1
 DRAIN_RESTART = 3
+#: CONV, two accumulator banks: the next timestep's events are taken the cycle after its bank
+#: went to the walker
+BANK_SWITCH = 1
 #: SDSA: a gathered beat is on the unit's input 3 cycles after its last word is read (the read's
 #: data lands in the gather buffer, the buffer is flagged full, it moves to the output register)
 GATHER_LATENCY = 3
@@ -154,6 +157,7 @@ class ConvTiming:
     in_words: int          # scanned words per input position (pixel mode: channels)
     offsets: np.ndarray    # [input positions]: kernel offsets landing on the output (0: empty event)
     additions_per_offset: int = 0   # lanes * (G - 1) + last_lanes
+    buffers: int = 1       # accumulator banks: with 2 a timestep drains while the next accumulates
 
 
 def conv_timing(image: CoreImage, fields: dict) -> ConvTiming:
@@ -165,7 +169,8 @@ def conv_timing(image: CoreImage, fields: dict) -> ConvTiming:
     ny = _reach(fields["in_h"], d["out_h"], k, stride, d["padding"])
     nx = _reach(fields["in_w"], d["out_w"], k, stride, d["padding"])
     G, S = d["group_words"], d["fold_slots"]
-    return ConvTiming(timesteps=fields["timesteps"], drain_words=d["drain_words"], words=G - 1 if S else G,
+    return ConvTiming(timesteps=fields["timesteps"], buffers=image.hw.accumulator.buffers,
+                      drain_words=d["drain_words"], words=G - 1 if S else G,
                       slots=S, in_words=fields["in_words"], offsets=(ny[:, None] * nx[None, :]).reshape(-1),
                       additions_per_offset=image.lanes * (G - 1) + d["last_lanes"])
 
@@ -261,6 +266,7 @@ def conv_cycles(timing: ConvTiming, events: np.ndarray) -> tuple[int, dict[str, 
     T, W = events.shape
     D, S = timing.drain_words, timing.slots
     ready = ACC_START                       # the first cycle the accumulator takes an event
+    walker_free = 0                         # the first cycle the walker may start a drain
     first_read = FIRST_READ
     operations = accumulate = 0
     for t in range(T):
@@ -292,13 +298,18 @@ def conv_cycles(timing: ConvTiming, events: np.ndarray) -> tuple[int, dict[str, 
         else:
             accum_end = max(flush_taken + 1, L, G + ACC_PIPELINE_DRAIN)
         accumulate += accum_end - ready
+        # the bank goes to the walker once the walker is free (the previous drain done)
+        handover = max(accum_end, walker_free)
+        walker_free = handover + D + DRAIN_RESTART
         if t < T - 1:
-            ready = accum_end + D + DRAIN_RESTART
+            # one bank: the next timestep waits for the drain; two: it accumulates in the other
+            ready = walker_free if timing.buffers == 1 else handover + BANK_SWITCH
             first_read = flush_taken + 1
-    done = accum_end + D + DRAIN_LAST_WRITE
+    done = handover + D + DRAIN_LAST_WRITE
     terms = {"sequencer": SEQUENCER, "start": ACC_START, "operations": operations,
              "accumulate_other": accumulate - operations,
-             "drain": T * D + (T - 1) * DRAIN_RESTART + DRAIN_LAST_WRITE}
+             # the drains' cycles not hidden behind accumulation (one bank: T x D + 3 (T - 1) + 1)
+             "drain": done - ACC_START - accumulate}
     return done + SEQUENCER, terms
 
 

@@ -299,7 +299,9 @@ class NeuromorphicCore(wiring.Component):
                           loading & (ld.sel == Target.SPIKES), ld)
 
         # ---- memory traffic: every word an instruction reads or writes, per memory --------------
-        widths = {name: 3 if name == "spikes_read" else 1 for name in TRAFFIC_COUNTERS}
+        # the most words one cycle accesses: the spike memory's three read ports, the accumulator
+        # array's two banks (buffers: 2)
+        widths = {name: {"spikes_read": 3, **acc.access_steps}.get(name, 1) for name in TRAFFIC_COUNTERS}
         m.submodules.traffic = traffic = CounterBank(widths)
         # a chained LIF's own accesses (its fetch, the LIF core's memories, its spike writes),
         # counted apart from its CONV's and reported with it

@@ -27,7 +27,7 @@ weight memory per lane), and the drain sums the slots (docs/accumulator.md, "Fol
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,7 +118,10 @@ class AccumulatorArray(wiring.Component):
             "bias_write": memory_write(addr_width(cfg.bias_depth), data.ArrayLayout(signed(cfg.bias_width), L)),
             "counters": Out(Counters(COUNTERS)),
         })
-        self.accesses = Signal(accesses_layout(ACCESSES), name="acc_accesses")
+        #: the most words of each memory one cycle accesses (two accumulator banks: one
+        #: accumulating, one draining)
+        self.access_steps = {"accumulators_read": cfg.buffers, "accumulators_write": cfg.buffers}
+        self.accesses = Signal(accesses_layout(ACCESSES, self.access_steps), name="acc_accesses")
 
     @property
     def cfg(self) -> AccumulatorConfig:
@@ -172,59 +175,79 @@ class AccumulatorArray(wiring.Component):
         wiring.connect(m, wiring.flipped(self.bias_write), b_mem.write_port())
         wiring.connect(m, walker.bias, b_mem.read_port())
 
-        # ---- mode: CLEAR (after reset) and DRAIN walk the accumulator words (only DRAIN emits) ----
+        # ---- mode: CLEAR (after reset), then ACCUM; the walker drains beside it ------------------
         # Accumulators are clean between layers: every drain writes zeros back, so a layer
         # accumulates from its first cycle and adds its biases as it drains. CLEAR zeroes every
         # word once after reset (no memory has initial contents); a start while clearing waits.
-        IDLE, CLEAR, ACCUM, DRAIN = 0, 1, 2, 3
-        mode = Signal(range(4), init=CLEAR)
+        # A timestep's end (flush seen, pipeline empty) hands its bank to the walker once the
+        # walker is free: with one bank the next timestep waits for the drain, with two
+        # (``buffers: 2``) it accumulates in the other bank meanwhile.
+        IDLE, CLEAR, ACCUM = 0, 1, 2
+        mode = Signal(range(3), init=CLEAR)
         started = Signal()      # a start arrived while clearing
         flush_seen = Signal()
         accumulating = mode == ACCUM
+        draining = Signal()     # the walker drains bank drain_bank
+        B = cfg.buffers
+        acc_bank, drain_bank = Signal(range(max(B, 2))), Signal(range(max(B, 2)))
 
-        # One accumulator memory per lane (with lanes over x, lanes address different words),
-        # lent to the adder lanes while accumulating and to the walker otherwise. The read port
-        # is transparent to the write port: back-to-back updates of one word need no stall.
-        acc_reads, acc_writes = [], []
+        # One accumulator memory per lane and bank (with lanes over x, lanes address different
+        # words): the walker has the bank it drains (every bank while clearing), the adder lanes
+        # the bank they accumulate in. Banks change hands only with no access in flight (a
+        # timestep's end with the pipeline empty, the walker done). The read port is
+        # transparent to the write port: back-to-back updates of one word need no stall.
+        clearing = mode == CLEAR
+        acc_reads, acc_writes = [[] for _ in range(B)], [[] for _ in range(B)]
         for lane in range(L):
-            mem = memory.Memory(shape=signed(cfg.accumulator_width), depth=memory_words(cfg.accumulator_depth), init=[])
-            m.submodules[f"accumulators_{lane}"] = mem
-            wr = mem.write_port()
-            rd = mem.read_port(transparent_for=(wr,))
             add_rd, walk_rd = lanes.acc_read[lane], walker.acc_read[lane]
-            m.d.comb += [add_rd.data.eq(rd.data), walk_rd.data.eq(rd.data)]
-            with m.If(accumulating):
-                m.d.comb += [rd.addr.eq(add_rd.addr), rd.en.eq(add_rd.en)]
-            with m.Else():
-                m.d.comb += [rd.addr.eq(walk_rd.addr), rd.en.eq(walk_rd.en)]
             add_wr, walk_wr = lanes.acc_write[lane], walker.acc_write[lane]
-            with m.If(accumulating & lanes.writing):
-                m.d.comb += [wr.en.eq(add_wr.en), wr.addr.eq(add_wr.addr), wr.data.eq(add_wr.data)]
-            with m.Elif(walk_wr.en):
-                m.d.comb += [wr.en.eq(1), wr.addr.eq(walk_wr.addr), wr.data.eq(walk_wr.data)]
-            acc_reads.append(rd.en)
-            acc_writes.append(wr.en)
+            add_data, walk_data = [], []
+            for b in range(B):
+                mem = memory.Memory(shape=signed(cfg.accumulator_width), depth=memory_words(cfg.accumulator_depth),
+                                    init=[])
+                m.submodules[f"accumulators_{lane}" if B == 1 else f"accumulators_{lane}_{b}"] = mem
+                wr = mem.write_port()
+                rd = mem.read_port(transparent_for=(wr,))
+                walked = clearing | (draining & (drain_bank == b))
+                added = accumulating & (acc_bank == b) & ~walked
+                with m.If(walked):
+                    m.d.comb += [rd.addr.eq(walk_rd.addr), rd.en.eq(walk_rd.en)]
+                with m.Else():
+                    m.d.comb += [rd.addr.eq(add_rd.addr), rd.en.eq(add_rd.en & added)]
+                with m.If(walked):
+                    m.d.comb += [wr.en.eq(walk_wr.en), wr.addr.eq(walk_wr.addr), wr.data.eq(walk_wr.data)]
+                with m.Elif(added & lanes.writing):
+                    m.d.comb += [wr.en.eq(add_wr.en), wr.addr.eq(add_wr.addr), wr.data.eq(add_wr.data)]
+                add_data.append(rd.data)
+                walk_data.append(rd.data)
+                acc_reads[b].append(rd.en)
+                acc_writes[b].append(wr.en)
+            m.d.comb += [add_rd.data.eq(Array(add_data)[acc_bank] if B > 1 else add_data[0]),
+                         walk_rd.data.eq(Array(walk_data)[drain_bank] if B > 1 else walk_data[0])]
         m.d.comb += [
             self.accesses.weights_read.eq(lanes.weights[0].en),     # every lane reads with the operation
             self.accesses.biases_read.eq(walker.bias.en),
-            self.accesses.accumulators_read.eq(Cat(*acc_reads).any()),
-            self.accesses.accumulators_write.eq(Cat(*acc_writes).any()),
+            self.accesses.accumulators_read.eq(sum(Cat(*ens).any() for ens in acc_reads)),
+            self.accesses.accumulators_write.eq(sum(Cat(*ens).any() for ens in acc_writes)),
         ]
 
         s0_valid, s1_valid = window.window.valid, loop.op.valid
         pipeline_empty = ~s0_valid & ~s1_valid & ~lanes.writing & ~fold.parked
         m.d.comb += [
-            window.accept.eq(accumulating & ~flush_seen),
+            # one bank: the next timestep waits for the drain
+            window.accept.eq(accumulating & ~flush_seen & (~draining if B == 1 else 1)),
             fold.flush.eq(flush_seen & ~s0_valid & ~s1_valid),
-            walker.clear.eq(mode == CLEAR), walker.drain.eq(mode == DRAIN),
+            walker.clear.eq(clearing), walker.drain.eq(draining),
         ]
+        with m.If(draining & walker.done):
+            m.d.sync += draining.eq(0)
         with m.If(self.run.start):
             m.d.sync += [*(getattr(desc, name).eq(getattr(self.desc, name)) for name, _ in descriptor_layout(cfg)),
                          flush_seen.eq(0)]
             with m.If(mode == CLEAR):
                 m.d.sync += started.eq(1)
             with m.Else():
-                m.d.sync += mode.eq(ACCUM)
+                m.d.sync += [mode.eq(ACCUM), acc_bank.eq(0)]
         with m.Else():
             with m.Switch(mode):
                 with m.Case(CLEAR):
@@ -234,14 +257,13 @@ class AccumulatorArray(wiring.Component):
                 with m.Case(ACCUM):
                     with m.If(window.flush):
                         m.d.sync += flush_seen.eq(1)
-                    with m.If(flush_seen & pipeline_empty):
-                        m.d.sync += [mode.eq(DRAIN), flush_seen.eq(0)]
+                    with m.If(flush_seen & pipeline_empty & ~draining):    # the bank goes to the walker
+                        m.d.sync += [flush_seen.eq(0), draining.eq(1), drain_bank.eq(acc_bank)]
+                        if B > 1:
+                            m.d.sync += acc_bank.eq(acc_bank + 1)
                         m.d.comb += walker.restart.eq(1)
-                with m.Case(DRAIN):
-                    with m.If(walker.done):
-                        m.d.sync += mode.eq(ACCUM)
 
-        idle = (mode == IDLE) | (accumulating & ~flush_seen & pipeline_empty & ~weights_queued)
+        idle = (mode == IDLE) | (accumulating & ~flush_seen & pipeline_empty & ~weights_queued & ~draining)
         was_busy = Signal()
         m.d.sync += was_busy.eq(~idle)
         m.d.comb += [self.run.busy.eq(~idle), self.run.done.eq(was_busy & idle)]
@@ -250,7 +272,7 @@ class AccumulatorArray(wiring.Component):
         issue = fold.issue.valid & accumulating
         ev = self.events
         # busy: walking the accumulators, or an event / flush in flight
-        working = (mode == CLEAR) | (mode == DRAIN) | (accumulating & (flush_seen | ~pipeline_empty | weights_queued))
+        working = clearing | draining | (accumulating & (flush_seen | ~pipeline_empty | weights_queued))
         m.d.comb += [
             bank.clear.eq(self.run.start),
             bank.step.busy.eq(working),
@@ -258,7 +280,7 @@ class AccumulatorArray(wiring.Component):
             bank.step.events.eq(ev.valid & ev.ready & ~ev.payload.flush),
             bank.step.ops.eq(issue),
             bank.step.starved.eq(accumulating & working & ~fold.issue.valid),
-            bank.step.drain.eq(mode == DRAIN),
+            bank.step.drain.eq(draining),
             bank.step.drain_stalls.eq(self.sums.valid & ~self.sums.ready),
             bank.step.weight_stalls.eq(weight_stall), bank.step.weight_words.eq(weight_words),
         ]

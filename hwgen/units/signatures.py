@@ -88,13 +88,15 @@ class CounterBank(wiring.Component):
         return m
 
 
-def accesses_layout(names) -> data.StructLayout:
-    """A unit's memory accesses in one cycle: per ``<memory>_read`` / ``<memory>_write`` name one
-    bit, set in a cycle in which that memory port's enable is asserted (one word accessed; for a
-    memory split into one macro per lane, any lane's). A unit that owns memories drives such a
-    signal as its ``accesses`` attribute (an observation output, not a port of its signature: the
-    enclosing core counts it per instruction, ``hwgen.core.top.TRAFFIC_COUNTERS``)."""
-    return data.StructLayout({name: 1 for name in names})
+def accesses_layout(names, most: dict[str, int] | None = None) -> data.StructLayout:
+    """A unit's memory accesses in one cycle: per ``<memory>_read`` / ``<memory>_write`` name the
+    number of words accessed, 1 in a cycle in which that memory port's enable is asserted (for a
+    memory split into one macro per lane, any lane's), up to ``most[name]`` (default 1) where the
+    unit has that many ports of the memory (double-buffered accumulators). A unit that owns
+    memories drives such a signal as its ``accesses`` attribute (an observation output, not a port
+    of its signature: the enclosing core counts it per instruction, ``hwgen.core.top.TRAFFIC_COUNTERS``)."""
+    most = most or {}
+    return data.StructLayout({name: range(most.get(name, 1) + 1) for name in names})
 
 
 def sums_layout(cfg: AccumulatorConfig) -> data.StructLayout:

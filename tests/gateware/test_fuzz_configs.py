@@ -58,7 +58,7 @@ def acc_configs(draw):
             "accumulator_depth": draw(st.sampled_from([64, 128, 200])), "bias_depth": draw(st.sampled_from([16, 40])),
             "input_bits": draw(st.integers(1, 4)), "max_kernel": draw(st.sampled_from([1, 3, 5])),
             "max_channels": draw(st.integers(1, 6)), "max_size": draw(st.integers(2, 6)),
-            "weight_bank_depth": draw(st.sampled_from([0, 0, 64])),
+            "weight_bank_depth": draw(st.sampled_from([0, 0, 64])), "buffers": draw(st.sampled_from([1, 2])),
             "kinds": ["conv"] + draw(st.lists(st.sampled_from(["grouped", "encoding"]), unique=True))}
 
 

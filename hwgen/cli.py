@@ -162,7 +162,8 @@ def _print_run(run: dict, out) -> None:
     acc = "" if t["accuracy"] is None else f", accuracy {100 * t['accuracy']:.2f}%"
     print(f"{t['exact_images']}/{t['images']} images bit-exact on every layer and the logits{acc}")
     print(f"cycles/image {t['cycles_per_image']:,.0f} (bound {t['bound_per_image']:,.0f}, efficiency "
-          f"{t['efficiency']:.3f}); energy/image {t['energy_pj_per_image'] / 1e6:.3f} uJ "
+          f"{t['efficiency']:.3f}; one unit at a time {t['serial_bound_per_image']:,.0f}, ceil(additions / lanes) "
+          f"{t['additions_bound_per_image']:,.0f}); energy/image {t['energy_pj_per_image'] / 1e6:.3f} uJ "
           f"({t['additions_per_image']:,.0f} additions, {t['macs_per_image']:,.0f} MACs)")
     print(f"wrote {Path(out) / 'run.json'}, {Path(out) / 'report.md'}, {Path(out) / 'report.png'}")
 

@@ -133,6 +133,7 @@ _LAYER = {"name": _string, "kind": _choice(KINDS), "unit": _choice(UNITS),
           "additions": _number(), "macs": _number(), "events": _number(),
           "input_rate": _number(0, 1, null=True), "energy_pj": _number()}
 _TOTALS = {"cycles_per_image": _number(), "bound_per_image": _number(), "efficiency": _number(null=True),
+           "serial_bound_per_image": _optional(_number()), "additions_bound_per_image": _optional(_number()),
            "additions_per_image": _number(), "macs_per_image": _number(), "energy_pj_per_image": _number(),
            "accuracy": _number(0, 1, null=True), "exact_images": _integer(), "images": _integer()}
 
@@ -282,7 +283,11 @@ def _render_markdown(run: dict, png_name: str) -> str:
         f"- **Images:** {images}",
         f"- **Cycles/image:** {'not modelled yet' if cycles is None else _count(cycles)} "
         f"(bound {_count(totals['bound_per_image'])}, "
-        f"efficiency bound/cycles {_percent(efficiency)})",
+        f"efficiency bound/cycles {_percent(efficiency)}"
+        + ("" if totals.get("serial_bound_per_image") is None else
+           f"; one unit at a time {_count(totals['serial_bound_per_image'])}, "
+           f"accumulator and SDSA additions alone {_count(totals['additions_bound_per_image'])}, "
+           f"{_percent(_ratio(totals['additions_bound_per_image'], cycles))}") + ")",
         f"- **Energy/image:** {_energy(totals['energy_pj_per_image'])} "
         f"({_count(totals['additions_per_image'])} additions, {_count(totals['macs_per_image'])} MACs)",
         f"- **Energy model:** E = E_MAC × MACs + E_AC × additions (SOPs), "

@@ -61,9 +61,11 @@ def main(argv=None) -> int:
     own, sim = _peak_rss_gb()
     print(f"\n{args.model} at 224 x 224, T = {args.T}, on {args.photo}.jpg, {hw.name} ({run['lanes']} lanes): "
           f"{t['exact_images']}/{t['images']} image bit-exact on every layer and the logits, cycles equal to the model")
-    print(f"cycles {t['cycles_per_image']:,.0f} (bound {t['bound_per_image']:,.0f}, efficiency {t['efficiency']:.3f}); "
-          f"{t['additions_per_image']:,.0f} synaptic additions ({t['additions_per_image'] / t['cycles_per_image']:.1f} "
-          "per cycle)")
+    print(f"cycles {t['cycles_per_image']:,.0f}: bound {t['bound_per_image']:,.0f} (overlapped units by the busiest), "
+          f"efficiency {t['efficiency']:.3f}; one unit at a time {t['serial_bound_per_image']:,.0f}; "
+          f"ceil(additions / lanes) {t['additions_bound_per_image']:,.0f}, efficiency "
+          f"{t['additions_bound_per_image'] / t['cycles_per_image']:.3f}; {t['additions_per_image']:,.0f} synaptic "
+          f"additions ({t['additions_per_image'] / t['cycles_per_image']:.1f} per cycle)")
     print(f"wall: quantize {t_quantize:.0f} s, simulate and check {wall:.0f} s (build included when not cached); "
           f"{t['sim_cycles_per_s']:,.0f} cycles/s, {t['additions_per_image'] / t['sim_wall_s'] / 1e6:.2f} M simulated "
           f"additions/s; peak memory {own:.1f} GB (python), {sim:.1f} GB (simulator)")

@@ -35,7 +35,7 @@ from hwgen.perf.energy import Work
 from hwgen.perf.memory import MEMORIES, layer_traffic
 
 __all__ = ["NEG", "ConvTiming", "CycleMismatchError", "InstructionCycles", "check_cycles", "conv_cycles", "conv_timing",
-           "instruction_cycles", "maxplus_chain", "sdsa_cycles"]
+           "instruction_cycles", "maxplus_chain", "network_bounds", "sdsa_cycles"]
 
 #: minus infinity in max-plus arithmetic (no such path); products are clamped back to it, so
 #: sums of it never leave the int64 range
@@ -422,6 +422,23 @@ def instruction_cycles(image: CoreImage, tensors: Mapping[str, np.ndarray], b: i
         counts = {m: tuple(int(v) for v in traffic.get(m, (0, 0))) for m in MEMORIES}
         out.append(InstructionCycles(pc, layer.name, layer.kind, int(cycles), additions, events, terms, counts))
     return out
+
+
+def network_bounds(rows: Sequence[Mapping], instructions: Sequence[Mapping] | None) -> dict[str, float]:
+    """The network's bounds from per-layer rows (``bound``: the fewest cycles the layer's unit
+    could take for its work; ``unit``): ``overlapped``, with each CONV and the LIF chained to it
+    (``instructions``' ``chain``; None: no core, nothing chained) bounded by the busier of the two,
+    since they run at once; ``serial``, every unit's bound added (one unit at a time);
+    ``additions``, the accumulator array's and the SDSA unit's alone (``ceil(additions / lanes)``
+    per layer)."""
+    bounds = [float(r["bound"]) for r in rows]
+    serial = sum(bounds)
+    overlapped = serial
+    for pc, fields in enumerate(instructions or ()):
+        if fields["op"] == Op.LIF and fields.get("chain"):
+            overlapped -= min(bounds[pc - 1], bounds[pc])          # max(a, b) = a + b - min(a, b)
+    additions = sum(b for b, r in zip(bounds, rows) if r["unit"] in ("accumulator", "sdsa"))
+    return {"overlapped": overlapped, "serial": serial, "additions": additions}
 
 
 def check_cycles(image: CoreImage, measured: Sequence, tensors: Mapping[str, np.ndarray], b: int, *,

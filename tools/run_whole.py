@@ -1,6 +1,6 @@
 """A whole ImageNet-sized Meta-SpikeFormer on the simulated core: one real photo, every layer checked.
 
-    python -m tools.run_whole [--model metaspikeformer_15m] [--T 1] [--config configs/hw/metaspikeformer.yaml]
+    python -m tools.run_whole [--model metaspikeformer_15m] [--T 1] [--config configs/hw/metaspikeformer64.yaml]
 
 The model has random weights whose firing rates are made realistic (``--target-rates``, default
 0.05 to 0.4, as golden/calibrate.py does on the photo itself); the photo is scikit-learn's
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="metaspikeformer_15m")
     p.add_argument("--T", type=int, default=1)
-    p.add_argument("--config", default=str(REPO_ROOT / "configs" / "hw" / "metaspikeformer.yaml"))
+    p.add_argument("--config", default=str(REPO_ROOT / "configs" / "hw" / "metaspikeformer64.yaml"))
     p.add_argument("--photo", default="china", choices=("china", "flower"))
     p.add_argument("--target-rates", type=float, nargs=2, default=(0.05, 0.4), metavar=("LOW", "HIGH"))
     p.add_argument("--seed", type=int, default=1)

@@ -198,6 +198,13 @@ class NeuromorphicCore(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += pc.eq(0)
+                    # between images the array is idle; after reset it may still be clearing
+                    with m.If(acc.run.busy):
+                        m.next = "CLEARING"
+                    with m.Else():
+                        m.next = "FETCH"
+            with m.State("CLEARING"):      # the accumulator array zeroes its words once after reset
+                with m.If(~acc.run.busy):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += cycles.eq(1)

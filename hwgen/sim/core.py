@@ -7,6 +7,7 @@ engine's shape plus the cycles, additions, events and memory traffic of every in
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +81,37 @@ class ImageResult:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)   # traced layers -> [T, ...] (readout: [...])
 
 
+#: the code that makes the core's Verilog from a configuration: a change in any of it, or another
+#: Amaranth, generates the Verilog again
+GENERATOR_SOURCES = ("hwgen/core", "hwgen/units", "hwgen/layout.py", "hwgen/build.py", "contract/config.py")
+
+
+def generator_digest() -> str:
+    """A digest of :data:`GENERATOR_SOURCES` and the Amaranth version."""
+    import amaranth
+
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for rel in GENERATOR_SOURCES:
+        root = REPO_ROOT / rel
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            h.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def _core_verilog(hw) -> Path:
+    """The core's Verilog for ``hw``, generated again only when the configuration or the
+    generator changed (elaborating and converting it takes 2-3 s, most of a short run's
+    overhead); the digest of what made it is kept beside it."""
     from hwgen.build import emit_verilog
 
     rtl_dir = REPO_ROOT / "build" / "rtl" / f"{hw.name}-{hw.hash}"
     rtl_dir.mkdir(parents=True, exist_ok=True)
-    verilog = rtl_dir / "core.v"
+    verilog, made_by = rtl_dir / "core.v", rtl_dir / "core.v.generator"
+    digest = generator_digest()
+    if verilog.exists() and made_by.exists() and made_by.read_text() == digest:
+        return verilog
     write_if_changed(verilog, emit_verilog(NeuromorphicCore(hw), "core"))
+    write_if_changed(made_by, digest)
     return verilog
 
 

@@ -398,10 +398,6 @@ def _check_core(sections: dict, source: str) -> None:
     if sdsa.max_timesteps < lif.max_timesteps:
         raise ConfigError(source, "sdsa.max_timesteps", sdsa.max_timesteps,
                           f"must be >= lif.max_timesteps ({lif.max_timesteps}) in a core")
-    if acc.external_weights:
-        raise ConfigError(source, "accumulator.weights", acc.weights,
-                          "must be 'onchip' in a core: external weights are an accumulator-unit option so far "
-                          "(the core loads its weights into the unit's weight memory)")
 
 
 def load_config(path: str | Path) -> HwConfig:

@@ -137,7 +137,8 @@ def _cmd_sim(args) -> int:
     try:
         run = simulate(args.program, hw, out=out, images=args.images, start=args.start, count=args.count,
                        keep_going=args.keep_going, allow_upscale=args.allow_upscale, waves=args.waves,
-                       progress=lambda total: Progress("sim", total))
+                       progress=lambda total: Progress("sim", total), mem_latency=args.mem_latency,
+                       mem_bandwidth=args.mem_bandwidth)
     except (CoreFitError, *_input_errors()) as e:
         return _fail("sim", _message(e))
     except (MismatchError, CoreSimError) as e:
@@ -165,6 +166,9 @@ def _print_run(run: dict, out) -> None:
           f"{t['efficiency']:.3f}; one unit at a time {t['serial_bound_per_image']:,.0f}, ceil(additions / lanes) "
           f"{t['additions_bound_per_image']:,.0f}); energy/image {t['energy_pj_per_image'] / 1e6:.3f} uJ "
           f"({t['additions_per_image']:,.0f} additions, {t['macs_per_image']:,.0f} MACs)")
+    if "memory" in run:       # external weights: where the accumulator waited for them
+        stalled = [f"{r['name']} {r['weight_stalls']:,.0f}" for r in run["layers"] if r.get("weight_stalls")]
+        print("weight stall cycles per layer: " + (", ".join(stalled) or "none"))
     print(f"wrote {Path(out) / 'run.json'}, {Path(out) / 'report.md'}, {Path(out) / 'report.png'}")
 
 
@@ -229,6 +233,12 @@ def make_parser() -> argparse.ArgumentParser:
                    help="write a waveform (VCD, under <out>/waves/): alone, around the first mismatch (the "
                         "instruction before and the mismatching one); IMAGE:LAYER[:LAYER] for that window "
                         "(layer names or instruction numbers)")
+    s.add_argument("--mem-latency", type=int, metavar="N",
+                   help="external weights (accumulator.weights: external): the memory model's cycles from a request "
+                        "to its first word (default 100)")
+    s.add_argument("--mem-bandwidth", type=int, metavar="W",
+                   help="external weights: the memory model's words per cycle, 1 .. accumulator.weight_port_words "
+                        "(default 1)")
     s.add_argument("--out", help="run folder (default: build/runs/<program folder name>)")
     s.set_defaults(func=_cmd_sim)
 

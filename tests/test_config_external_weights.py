@@ -1,6 +1,6 @@
 """`accumulator.weights: external` and its keys (docs/accumulator.md, "Weights from external
 memory"): defaults, every bad value refused naming the key and the value, and a core with
-external weights refused naming `accumulator.weights`."""
+external weights accepted (docs/core.md, "Weights from external memory")."""
 from pathlib import Path
 
 import pytest
@@ -42,8 +42,9 @@ def test_bad_values_are_named(changes, key, words):
     assert words in msg
 
 
-def test_a_core_with_external_weights_is_refused():
+def test_a_core_with_external_weights_is_accepted():
     raw = yaml.safe_load((REPO / "configs/hw/digits.yaml").read_text())
     raw["accumulator"]["weights"] = "external"
-    with pytest.raises(ConfigError, match=r"accumulator.weights = 'external': must be 'onchip' in a core"):
-        HwConfig.from_dict(raw, "digits.yaml")
+    assert HwConfig.from_dict(raw, "digits.yaml").accumulator.external_weights
+    ext = load_config(REPO / "configs/hw/digits_external.yaml")
+    assert ext.core is not None and ext.accumulator.external_weights

@@ -16,6 +16,14 @@ at a time, so each memory port is a multiplexer selected by the instruction's op
 are loaded through ``load`` while the core is idle. Every write into the tensor memories is also
 visible on ``int_write`` / ``spike_write`` and every finished instruction on ``layer``, which is
 how a testbench checks each layer's output and counts its cycles without reaching inside.
+
+With ``accumulator.weights: external`` the core holds no weight memory: the accumulator array's
+weight read stream (``hwgen.units.weight_stream.WeightStream``: burst requests, response beats of
+up to ``weight_port_words`` words) is the core's ``weight_read`` port, a load to
+``Target.WEIGHTS`` goes nowhere (the loaders refuse to make one, naming ``accumulator.weights``),
+the ``weights_read`` traffic counter counts the words received on that port, and ``layer``
+gains ``weight_stalls`` (the accumulator's count for a CONV). With on-chip weights the core is
+the same gateware as without the option.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ from hwgen.units.accumulator import AccumulatorArray
 from hwgen.units.lif import LifCore
 from hwgen.units.sdsa import SdsaUnit
 from hwgen.units.signatures import CounterBank, Counters, memory_words
+from hwgen.units.weight_stream import WeightStream
 
 __all__ = ["NeuromorphicCore", "load_data_width", "LAYER_COUNTERS", "TRAFFIC_COUNTERS"]
 
@@ -105,7 +114,9 @@ class NeuromorphicCore(wiring.Component):
         finish), synaptic ``additions`` and input ``events`` (spikes, or SDSA token beats), and
         ``traffic`` (:data:`TRAFFIC_COUNTERS`): the words it read and wrote in each memory, from
         its fetch to its finish (every cycle with the port's enable asserted; the finishing
-        cycle's accesses included).
+        cycle's accesses included); with external weights also ``weight_stalls``.
+    weight_read : Out(WeightStream), external weights only
+        The accumulator array's weight read stream, to an outside memory.
     """
 
     def __init__(self, hw: HwConfig):
@@ -113,6 +124,7 @@ class NeuromorphicCore(wiring.Component):
             raise ValueError(f"{hw.source}: the configuration has no 'core' section")
         self._hw = hw
         aw = address_width(hw)
+        external = hw.accumulator.external_weights
         super().__init__({
             "start": In(1),
             "busy": Out(1),
@@ -126,8 +138,9 @@ class NeuromorphicCore(wiring.Component):
                                                  "data": Out(hw.lif.lanes)})),
             "layer": Out(wiring.Signature({
                 "done": Out(1), "pc": Out(range(hw.core.program_depth)), "spikes": Out(1),
-                **Counters(LAYER_COUNTERS).members,
+                **Counters(LAYER_COUNTERS + (("weight_stalls",) if external else ())).members,
                 "traffic": Out(Counters(TRAFFIC_COUNTERS))})),
+            **({"weight_read": Out(WeightStream(hw.accumulator))} if external else {}),
         })
 
     def elaborate(self, platform):
@@ -277,6 +290,8 @@ class NeuromorphicCore(wiring.Component):
         with m.Switch(Mux(tail, Op.LIF, op)):
             with m.Case(Op.CONV):
                 m.d.comb += [self.layer.additions.eq(acc.counters.additions), self.layer.events.eq(acc.counters.events)]
+                if hw.accumulator.external_weights:
+                    m.d.comb += self.layer.weight_stalls.eq(acc.counters.weight_stalls)
             with m.Case(Op.SDSA):
                 m.d.comb += [self.layer.additions.eq(sdsa.perf.additions), self.layer.events.eq(sdsa.perf.in_beats)]
 
@@ -287,14 +302,17 @@ class NeuromorphicCore(wiring.Component):
             prog_wr.en.eq(loading & (ld.sel == Target.PROGRAM)), prog_wr.addr.eq(ld.addr),
             prog_wr.data.eq(ld.data[:layout.size]),
             pix_wr.en.eq(loading & (ld.sel == Target.PIXELS)), pix_wr.addr.eq(ld.addr), pix_wr.data.eq(ld.data),
-            acc.weight_write.en.eq(loading & (ld.sel == Target.WEIGHTS)), acc.weight_write.addr.eq(ld.addr),
-            acc.weight_write.data.as_value().eq(ld.data),
+            *([] if hw.accumulator.external_weights else [
+                acc.weight_write.en.eq(loading & (ld.sel == Target.WEIGHTS)), acc.weight_write.addr.eq(ld.addr),
+                acc.weight_write.data.as_value().eq(ld.data)]),
             acc.bias_write.en.eq(loading & (ld.sel == Target.BIASES)), acc.bias_write.addr.eq(ld.addr),
             acc.bias_write.data.as_value().eq(ld.data),
             lif.thr_write.en.eq(loading & (ld.sel == Target.THRESHOLDS)), lif.thr_write.addr.eq(ld.addr),
             lif.thr_write.data.as_value().eq(ld.data),
             pix_rd.addr.eq(feeder.pixels.addr), pix_rd.en.eq(feeder.pixels.en), feeder.pixels.data.eq(pix_rd.data),
         ]
+        if hw.accumulator.external_weights:     # no weight memory: the stream goes out
+            wiring.connect(m, acc.weight_read, wiring.flipped(self.weight_read))
 
         # int memory: one read port, one write port; spike memory: three read ports (q, k, v), one write
         _share_read_ports(m, op, [int_rd], {Op.CONV: [drain.residual], Op.LIF: [lif_io.source], Op.REDUCE: [red.source]})

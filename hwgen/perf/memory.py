@@ -16,6 +16,14 @@ memory per lane (the weight memory in banks of ``weight_bank_words``, one bank a
 access), so one word access is ``lanes`` accesses of a macro of ``depth x width``; the others are
 one macro of ``lanes``-wide words.
 
+**External weights** (``accumulator.weights: external``): the ``weights`` memory is then the
+external memory the core reads through ``weight_read`` (``MemorySpec.external``; not on chip),
+one access per word received, at :data:`EXTERNAL_PJ_PER_BIT` (Horowitz 2014's DRAM, 1.3 nJ per 64
+bits: the low end of his 1.3-2.6 nJ, about 20 pJ per bit) plus a write and a read of the on-chip
+prefetch buffer (``weight_buffer``: two banks of ``weight_buffer / 2`` words) that every word
+passes. The buffer and the event queue in front of the loop (``event_queue``, ``weight_buffer +
+2`` events) are on-chip memories of such a core (:func:`on_chip_bits`); the weight memory is not.
+
 **Traffic** (:func:`layer_traffic`): the words each engine moves for a layer given its
 :class:`~hwgen.perf.energy.Work` (per kind, the ``traffic`` hook of ``hwgen.compiler.kinds``). It
 is the function the RTL's traffic counters are held to: with an image's exact work it equals
@@ -32,13 +40,15 @@ from contract.config import HwConfig
 from contract.program import Layer
 from hwgen.perf.energy import Work, conv_geometry
 
-__all__ = ["SramModel", "HOROWITZ_SRAM", "DRAM_PJ_PER_64_BITS", "int_add_pj", "int_mult_pj", "MemorySpec",
+__all__ = ["EXTERNAL_PJ_PER_BIT", "on_chip_bits", "SramModel", "HOROWITZ_SRAM", "DRAM_PJ_PER_64_BITS", "int_add_pj", "int_mult_pj", "MemorySpec",
            "core_memories", "layer_traffic", "memory_aware_pj", "MEMORIES"]
 
 #: Horowitz 2014 (45 nm): bytes of an SRAM -> pJ per 64-bit access
 HOROWITZ_SRAM = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))
 #: Horowitz 2014: DRAM, pJ per 64-bit access (a range)
 DRAM_PJ_PER_64_BITS = (1300.0, 2600.0)
+#: external weights: pJ per bit read from the external memory (the low end of Horowitz's DRAM range)
+EXTERNAL_PJ_PER_BIT = DRAM_PJ_PER_64_BITS[0] / 64
 #: Horowitz 2014 (45 nm): integer add and multiply, bits -> pJ
 INT_ADD_PJ = ((8, 0.03), (32, 0.1))
 INT_MULT_PJ = ((8, 0.2), (32, 3.1))
@@ -94,6 +104,8 @@ class MemorySpec:
     config: str             # the config keys that size it
     note: str = ""
     banks: int = 1
+    external: bool = False  # outside the core (external weights): DRAM energy, no on-chip bits
+    buffer: "MemorySpec | None" = None   # external: the on-chip buffer every word is written to and read from
 
     @property
     def macro_bytes(self) -> float:
@@ -104,8 +116,17 @@ class MemorySpec:
     def total_bytes(self) -> float:
         return self.macros * self.banks * self.macro_bytes
 
+    @property
+    def bits(self) -> int:
+        """On-chip bits (0 for the external memory)."""
+        return 0 if self.external else self.macros * self.banks * self.depth * self.width
+
     def access_pj(self, model: SramModel) -> float:
-        """Energy of one word access (all its macros)."""
+        """Energy of one word access (all its macros); external: the word read from outside
+        (:data:`EXTERNAL_PJ_PER_BIT`) plus its write into and read from the prefetch buffer."""
+        if self.external:
+            return (self.macros * self.width * EXTERNAL_PJ_PER_BIT
+                    + (2 * self.buffer.access_pj(model) if self.buffer is not None else 0.0))
         return self.macros * model.access_pj(self.macro_bytes, self.width)
 
 
@@ -117,12 +138,27 @@ def core_memories(hw: HwConfig) -> dict[str, MemorySpec]:
 
     bank = acc.weight_bank_words
     banks = math.ceil(acc.weight_depth / bank)
+    extra = []
+    if acc.external_weights:
+        from hwgen.units.accumulator import event_layout
+
+        buffer = MemorySpec("weight_buffer", 2, acc.weight_buffer // 2, L * acc.weight_width,
+                            "accumulator.weight_buffer, lanes, weight_width", "prefetch buffer: two banks (FIFOs)")
+        weights = MemorySpec("weights", 1, acc.weight_depth, L * acc.weight_width,
+                             "accumulator.weight_depth (address space), weight_width",
+                             f"external memory (weight_read), {EXTERNAL_PJ_PER_BIT:.1f} pJ/bit + the prefetch buffer",
+                             external=True, buffer=buffer)
+        extra = [buffer, MemorySpec("event_queue", 1, acc.event_queue, event_layout(acc).size,
+                                    "accumulator.weight_buffer (weight_buffer + 2 events)",
+                                    "events ahead of the loop while their weights are fetched")]
+    else:
+        weights = MemorySpec("weights", L, bank, acc.weight_width, "accumulator.weight_depth, weight_width",
+                             "one memory per lane" + (f", {banks} banks of {bank} words" if banks > 1 else ""), banks)
     return {m.name: m for m in [
         MemorySpec("pixels", 1, core.pixel_depth, acc.input_bits, "core.pixel_depth, accumulator.input_bits"),
         MemorySpec("spikes", 1, core.spike_depth, L, "core.spike_depth, lanes"),
         MemorySpec("ints", 1, core.int_depth, L * acc.accumulator_width, "core.int_depth, accumulator_width"),
-        MemorySpec("weights", L, bank, acc.weight_width, "accumulator.weight_depth, weight_width",
-                   "one memory per lane" + (f", {banks} banks of {bank} words" if banks > 1 else ""), banks),
+        weights,
         MemorySpec("biases", 1, acc.bias_depth, L * acc.bias_width, "accumulator.bias_depth, bias_width"),
         MemorySpec("accumulators", L * acc.buffers, acc.accumulator_depth, acc.accumulator_width,
                    "accumulator.accumulator_depth, accumulator_width, buffers",
@@ -133,7 +169,15 @@ def core_memories(hw: HwConfig) -> dict[str, MemorySpec]:
         MemorySpec("kv", 1, sdsa.memory_depth, L * sdsa.count_width, "sdsa.heads, head_dim, count_width",
                    "K^T V rows (SDSA-3/4) or counters (SDSA-1/2)"),
         MemorySpec("program", 1, core.program_depth, instruction_layout(hw).size, "core.program_depth"),
+        *extra,
     ]}
+
+
+def on_chip_bits(hw: HwConfig) -> dict[str, int]:
+    """Bits of every on-chip memory of the core (:func:`core_memories`; the external weight
+    memory has none), by name, and their ``total``."""
+    bits = {name: m.bits for name, m in core_memories(hw).items() if not m.external}
+    return {**bits, "total": sum(bits.values())}
 
 
 def _positions(shape) -> int:

@@ -4,6 +4,14 @@
 run), lets the Verilated ``core_harness`` execute it with no Python per cycle, and turns the log
 (templates/core_harness.sv) back into, per image, every layer's output tensor in the golden
 engine's shape plus the cycles, additions, events and memory traffic of every instruction.
+
+With ``accumulator.weights: external`` the harness is built with ``core_weights_external.sv``
+(the define) and ``harness_extmem.sv``: the script's weight words become words of the memory
+model (script op 3) instead of loads into the core, which has no weight memory (a WEIGHTS load
+for such a core is refused, :func:`script_lines`); the model's latency and bandwidth are
+``run_core(latency=, bandwidth=)`` (default :data:`DEFAULT_MEM_LATENCY`,
+:data:`DEFAULT_MEM_BANDWIDTH`), and every instruction reports its weight stalls
+(``LayerStats.weight_stalls``).
 """
 from __future__ import annotations
 
@@ -21,10 +29,12 @@ from hwgen.core.isa import Target, address_width
 from hwgen.core.top import TRAFFIC_COUNTERS, NeuromorphicCore, load_data_width
 from hwgen.sim.runner import REPO_ROOT, SimRun, range_bits, run_cocotb, write_if_changed
 
-__all__ = ["TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "WaveWindow", "LayerStats", "traffic_of", "ImageResult", "CoreSimError", "core_sim_run",
+__all__ = ["DEFAULT_MEM_LATENCY", "DEFAULT_MEM_BANDWIDTH", "memory_model", "script_lines", "TRACE_NONE", "TRACE_ALL", "TRACE_ONE", "WaveWindow", "LayerStats", "traffic_of", "ImageResult", "CoreSimError", "core_sim_run",
            "write_script", "LogReader", "parse_log", "run_core"]
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: the external weight memory model's defaults: cycles from a request to its first word, words per cycle
+DEFAULT_MEM_LATENCY, DEFAULT_MEM_BANDWIDTH = 100, 1
 
 
 class CoreSimError(RuntimeError):
@@ -72,6 +82,7 @@ class LayerStats:
     highest: int = 0
     digest: int = 0
     traffic: dict[str, tuple[int, int]] = field(default_factory=dict)
+    weight_stalls: int = 0       # external weights: cycles the accumulator waited for streamed weights
 
 
 @dataclass
@@ -79,6 +90,27 @@ class ImageResult:
     cycles: int
     layers: list[LayerStats]                 # per instruction
     outputs: dict[str, np.ndarray] = field(default_factory=dict)   # traced layers -> [T, ...] (readout: [...])
+    weight_requests: int = 0                 # external weights: the memory model's requests for this image
+
+
+def memory_model(hw, latency: int | None = None, bandwidth: int | None = None) -> dict | None:
+    """The external weight memory model's ``{"latency", "bandwidth"}`` for ``hw`` (None with
+    on-chip weights), the defaults filled in; refuses values the model cannot take, and any value
+    for a config with on-chip weights, naming ``accumulator.weights``."""
+    acc = hw.accumulator
+    if not acc.external_weights:
+        if latency is not None or bandwidth is not None:
+            raise ValueError(f"{hw.source}: accumulator.weights = {acc.weights!r}: the weights are on chip, there is "
+                             "no external memory to give a latency or bandwidth (--mem-latency, --mem-bandwidth)")
+        return None
+    latency = DEFAULT_MEM_LATENCY if latency is None else int(latency)
+    bandwidth = DEFAULT_MEM_BANDWIDTH if bandwidth is None else int(bandwidth)
+    if not 2 <= latency < 1 << 16:
+        raise ValueError(f"memory latency {latency}: the model takes 2 .. 65535 cycles")
+    if not 1 <= bandwidth <= acc.weight_port_words:
+        raise ValueError(f"memory bandwidth {bandwidth}: 1 .. accumulator.weight_port_words = {acc.weight_port_words} "
+                         "words per cycle")
+    return {"latency": latency, "bandwidth": bandwidth}
 
 
 #: the code that makes the core's Verilog from a configuration: a change in any of it, or another
@@ -117,13 +149,15 @@ def _core_verilog(hw) -> Path:
 
 def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
                  random_init: int | None = None, stop_file: Path | None = None,
-                 trace: int = TRACE_NONE, trace_pc: int = -1, waves: WaveWindow | None = None) -> SimRun:
+                 trace: int = TRACE_NONE, trace_pc: int = -1, waves: WaveWindow | None = None,
+                 latency: int | None = None, bandwidth: int | None = None) -> SimRun:
     """The Verilator build (cached by content) and cocotb run of ``core_harness`` for ``hw``.
     ``random_init``: a seed; every memory and register without a reset value starts random
     instead of zero (a run must not depend on them). ``stop_file``: the harness ends the run
     before the next image once this file exists. ``trace``: log every write (``TRACE_ALL``), or
     those of instruction ``trace_pc`` (``TRACE_ONE``), besides each instruction's digest.
-    ``waves``: a simulator built with tracing (its own build folder) dumps that window."""
+    ``waves``: a simulator built with tracing (its own build folder) dumps that window.
+    ``latency``, ``bandwidth``: the external weight memory model's (:func:`memory_model`)."""
     from hwgen.core.engines import int_word
 
     verilog = _core_verilog(hw)
@@ -137,6 +171,16 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
     }
     extra = {}
     plusargs = [f"+core_script={script}", f"+core_log={log}", f"+core_watchdog={watchdog}"]
+    mem = memory_model(hw, latency, bandwidth)
+    sources = [verilog, TEMPLATES / "core_harness.sv"]
+    if mem is not None:     # the define first, the memory model beside the harness
+        acc = hw.accumulator
+        params.update(WORD_W=acc.lanes * acc.weight_width, PORT_WORDS=acc.weight_port_words,
+                      W_ADDR_W=range_bits(acc.weight_depth), LEN_W=range_bits(acc.weight_burst + 1),
+                      CNT_W=range_bits(acc.weight_port_words + 1), BURST=acc.weight_burst)
+        sources = [verilog, TEMPLATES / "core_weights_external.sv", TEMPLATES / "harness_extmem.sv",
+                   TEMPLATES / "core_harness.sv"]
+        plusargs += [f"+core_mem_latency={mem['latency']}", f"+core_mem_bandwidth={mem['bandwidth']}"]
     if stop_file is not None:
         plusargs.append(f"+core_stop={stop_file}")
     plusargs += [f"+core_trace={trace}", f"+core_trace_pc={trace_pc}"]
@@ -149,7 +193,7 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
         plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_init}"]
     return SimRun(
         name=f"core-{hw.name}",
-        sources=[verilog, TEMPLATES / "core_harness.sv"],
+        sources=sources,
         toplevel="core_harness",
         test_module="core_tb",
         test_dir=Path(__file__).parent,
@@ -160,15 +204,35 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
     )
 
 
+def script_lines(hw, loads, *, external_memory: bool = False) -> list[str]:
+    """Script lines for ``loads`` ((target, address, word)): loads through the core's load port
+    (op 0); with ``external_memory`` the WEIGHTS words become words of the external weight
+    memory model (op 3). A WEIGHTS load into a core with external weights is refused: it has no
+    weight memory (``accumulator.weights: external``)."""
+    lines = []
+    external = hw.accumulator.external_weights
+    for sel, addr, word in loads:
+        if sel == Target.WEIGHTS and external:
+            if not external_memory:
+                raise ValueError(f"{hw.source}: accumulator.weights = 'external': the core has no weight memory to "
+                                 f"load (weight word {addr}); its weights belong in the external memory")
+            lines.append(f"3 0 {addr:x} {word:x}")
+        else:
+            lines.append(f"0 {int(sel):x} {addr:x} {word:x}")
+    return lines
+
+
 def write_script(image: CoreImage, pixels: np.ndarray, path: Path,
                  preload: list[dict[str, np.ndarray]] | None = None) -> None:
-    """Loads of the static memories, then per image its pixels (and preloaded tensors) and a run."""
-    lines = [f"0 {int(sel):x} {addr:x} {word:x}" for sel, addr, word in image.static_loads()]
+    """Loads of the static memories, then per image its pixels (and preloaded tensors) and a run.
+    With external weights the weight words go to the memory model (:func:`script_lines`)."""
+    hw = image.hw
+    lines = script_lines(hw, image.static_loads(), external_memory=True)
     for b, img in enumerate(pixels):
         loads = image.input_loads(img)        # its pixels, or its spike frames
         for name, value in (preload[b] if preload else {}).items():
             loads += image.tensor_loads(name, value)
-        lines += [f"0 {int(sel):x} {addr:x} {word:x}" for sel, addr, word in loads]
+        lines += script_lines(hw, loads)
         lines.append("1 0 0 0")
     lines.append("2 0 0 0")
     path.write_text("\n".join(lines) + "\n")
@@ -232,6 +296,8 @@ class LogReader:
         self._pos, self._tail = 0, b""
         self._writes: dict[int, dict[str, list]] = {pc: {"I": [], "S": []} for pc in self._traced}
         self._stats: dict[int, LayerStats] = {}
+        self._requests = 0        # the memory model's requests before this image
+        self._image_requests = 0
 
     def feed(self) -> list[ImageResult]:
         if not self.path.exists():
@@ -257,17 +323,23 @@ class LogReader:
             lowest, highest, digest = (int(x, 16) for x in rest[6:9])
             if MEMORIES[mem] == "both":
                 raise CoreSimError(f"image {self.images}: instruction {pc} ({image.outputs[pc]}) wrote both memories")
-            if len(rest) != 9 + len(TRAFFIC_COUNTERS):
-                raise CoreSimError(f"a log line of {len(rest) - 9} traffic counters, the core has "
+            if len(rest) != 10 + len(TRAFFIC_COUNTERS):
+                raise CoreSimError(f"a log line of {len(rest) - 10} traffic counters, the core has "
                                    f"{len(TRAFFIC_COUNTERS)} (a stale core_harness build?): {line!r}")
             self._stats[pc] = LayerStats(cycles, additions, events, MEMORIES[mem], count, lowest, highest, digest,
-                                         traffic_of(rest[9:]))
+                                         traffic_of(rest[9:-1]), int(rest[-1]))
+        elif tag == "M":          # the external weight memory model, before the image's D line
+            requests, bad = (int(x) for x in rest)
+            if bad:
+                raise CoreSimError(f"image {self.images}: {bad} of {requests} weight requests malformed (length 0 or "
+                                   f"> accumulator.weight_burst, or past the weight image)")
+            self._image_requests, self._requests = requests - self._requests, requests
         elif tag == "D":
             missing = [pc for pc in range(n) if pc not in self._stats]
             if missing:
                 raise CoreSimError(f"image {self.images}: instruction {missing[0]} ({image.outputs[missing[0]]}) "
                                    "never finished")
-            res = ImageResult(int(rest[0]), [self._stats[pc] for pc in range(n)])
+            res = ImageResult(int(rest[0]), [self._stats[pc] for pc in range(n)], weight_requests=self._image_requests)
             for pc, w in self._writes.items():       # the traced instructions' outputs, from their writes
                 if w["I"] and w["S"]:
                     raise CoreSimError(f"instruction {pc} ({image.outputs[pc]}) wrote both memories")
@@ -308,7 +380,8 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
              preload: list[dict[str, np.ndarray]] | None = None, random_init: int | None = None,
              progress: Callable[[int], None] | None = None,
              on_image: Callable[[int, ImageResult], bool] | None = None,
-             trace: int = TRACE_ALL, trace_pc: int = -1, waves: WaveWindow | None = None) -> list[ImageResult]:
+             trace: int = TRACE_ALL, trace_pc: int = -1, waves: WaveWindow | None = None,
+             latency: int | None = None, bandwidth: int | None = None) -> list[ImageResult]:
     """Simulate the core on integer images ``pixels[B, C, H, W]``.
 
     While the simulator runs, a watcher thread reads the log as it grows: ``progress(images_done)``
@@ -319,7 +392,9 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
     instructions' writes the harness logs (``TRACE_ALL`` rebuilds every layer's output; with
     ``TRACE_NONE`` each instruction reports only the digest of its writes, which is what a long run
     wants: a log line per instruction instead of one per word). ``waves``: dump a window of
-    signals (the run ends at its last instruction)."""
+    signals (the run ends at its last instruction). ``latency``, ``bandwidth``: the external
+    weight memory model's (external weights only; :func:`memory_model`)."""
+    memory_model(image.hw, latency, bandwidth)        # refused before anything is written
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     script, log = (work / "core_script.txt").resolve(), (work / "core_log.txt").resolve()
@@ -329,7 +404,8 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
         if stale.exists():
             stale.unlink()
     run = core_sim_run(image.hw, work=work, script=script, log=log, watchdog=_watchdog(image),
-                       random_init=random_init, stop_file=stop_file, trace=trace, trace_pc=trace_pc, waves=waves)
+                       random_init=random_init, stop_file=stop_file, trace=trace, trace_pc=trace_pc, waves=waves,
+                       latency=latency, bandwidth=bandwidth)
     reader = LogReader(image, log, trace=trace, trace_pc=trace_pc)
     results: list[ImageResult] = []
     failure: list[BaseException] = []
@@ -340,7 +416,7 @@ def run_core(image: CoreImage, pixels: np.ndarray, *, work: Path,
             index = len(results)
             if on_image is not None:
                 go_on = on_image(index, res)
-                res = ImageResult(res.cycles, res.layers)
+                res = ImageResult(res.cycles, res.layers, weight_requests=res.weight_requests)
                 if go_on is False:
                     stop_file.write_text("stop\n")
             results.append(res)

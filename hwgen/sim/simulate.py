@@ -17,6 +17,14 @@ Energy follows the paper's model (Yao et al., Spike-driven Transformer V2, after
 45 nm): ``E = E_MAC * MACs(encoding layer) + E_AC * SOPs(every other layer)``, with the encoding
 layer's MACs counted once per image as in the paper, and SOPs the synaptic additions the core
 performed (accumulator array and SDSA unit, all timesteps).
+
+With external weights (``accumulator.weights: external``) the run takes the memory model's
+latency and bandwidth (``mem_latency``, ``mem_bandwidth``; ``hwgen sim --mem-latency N
+--mem-bandwidth W``, refused for on-chip weights); ``run.json`` records them under ``memory``,
+each layer's ``weight_stalls`` (cycles its accumulator waited for streamed weights, mean over
+the images) and ``totals.weight_stalls_per_image``. The cycle model does not cover the prefetch
+pipeline: such a run holds values, additions, events and traffic with ``==`` and records the
+RTL's cycles (``memory.cycle_model``; ``hwgen.compiler.cycles.cycles_modelled``).
 """
 from __future__ import annotations
 
@@ -35,10 +43,10 @@ from contract.program import Program
 from contract.progress import NullProgress
 from golden.intsim import IntegerEngine
 from hwgen.compiler import CoreImage, compile_program, to_words
-from hwgen.compiler.cycles import check_cycles, network_bounds
+from hwgen.compiler.cycles import check_cycles, cycles_modelled, network_bounds
 from hwgen.compiler.kinds import CORE_KINDS, core_kind
 from hwgen.core.isa import Op
-from hwgen.sim.core import TRACE_NONE, TRACE_ONE, ImageResult, WaveWindow, run_core
+from hwgen.sim.core import TRACE_NONE, TRACE_ONE, ImageResult, WaveWindow, memory_model, run_core
 from hwgen.sim.digest import digest
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "MismatchError", "DigestMismatch", "images_for", "load_images", "layer_table",
@@ -190,9 +198,10 @@ def layer_table(image: CoreImage, results: list[ImageResult], rates: list[list[f
         energy = E_MAC_PJ * macs if encoding else E_AC_PJ * additions
         layer_rates = [r[pc] for r in rates]
         chained = fields["op"] == Op.LIF and fields.get("chain")     # hidden behind its CONV's drain
+        stalls = sum(r.layers[pc].weight_stalls for r in results) / n
         rows.append({
             "name": layer.name, "kind": layer.kind, "unit": UNITS[layer.kind],
-            "cycles": cycles, "bound": bound,
+            "cycles": cycles, "bound": bound, **({"weight_stalls": stalls} if image.hw.accumulator.external_weights else {}),
             "efficiency": bound / cycles if cycles and bound and not chained else None,
             "additions": additions, "macs": macs, "events": events,
             "input_rate": None if layer_rates[0] is None else float(np.mean(layer_rates)),
@@ -229,7 +238,8 @@ class _RunLock:
 def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: str | None = None,
              start: int = 0, count: int | None = None, keep_going: bool = False, allow_upscale: bool = False,
              waves: str | None = None, log: Callable[[str], None] = print,
-             progress: Callable[[int], object] | None = None) -> dict:
+             progress: Callable[[int], object] | None = None, mem_latency: int | None = None,
+             mem_bandwidth: int | None = None) -> dict:
     """Simulate ``count`` images of the source ``images`` from ``start`` (see :func:`images_for`)
     and check every layer of each image against the golden engine as soon as the core finishes it;
     write ``run.json`` and the report into ``out``; return the run dictionary.
@@ -243,10 +253,15 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
     the mismatching one, for that image, into ``out/waves/`` (named by image, layer and timestep);
     ``"IMAGE:LAYER[:LAYER]"`` (an index of the source, layer names or instruction numbers) writes one
     of that window after the run. Waveforms come from a simulator built with tracing, in a build
-    folder of its own."""
+    folder of its own.
+
+    ``mem_latency``, ``mem_bandwidth``: the external weight memory model's (external weights
+    only; by default 100 cycles and 1 word per cycle; refused for on-chip weights)."""
     from contract.program import load_program
     from hwgen.report import write_report
 
+    memory = memory_model(hw, mem_latency, mem_bandwidth)       # refused before anything runs
+    mem = {} if memory is None else {"latency": memory["latency"], "bandwidth": memory["bandwidth"]}
     program_dir, out = Path(program_dir), Path(out)
     program = load_program(program_dir)
     image = compile_program(program, hw)
@@ -277,14 +292,14 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
                 check_image(image, result, golden, 0, index=source.first + b)
             except DigestMismatch as e:
                 again = run_core(image, pixels[b:b + 1].numpy(), work=out / "sim" / f"locate-{source.first + b}",
-                                 trace=TRACE_ONE, trace_pc=e.pc)[0]
+                                 trace=TRACE_ONE, trace_pc=e.pc, **mem)[0]
                 check_image(image, again, golden, 0, index=source.first + b)
                 raise MismatchError(f"{e} (the traced run of the image wrote the golden words: not reproducible)")
         except MismatchError as e:
             record.update(exact=False, predicted=None, mismatch=str(e))
             if waves is not None and e.pc is not None:
                 record["waves"] = str(_dump_waves(image, pixels[b:b + 1], out, source.first + b, max(0, e.pc - 1),
-                                                  e.pc, e.at.get("timestep")))
+                                                  e.pc, e.at.get("timestep"), mem))
         records.append(record)
         rates.append([_input_rate(layer, golden, 0) for layer in image.layers])
         return record["exact"] or keep_going
@@ -292,17 +307,24 @@ def simulate(program_dir: str | Path, hw: HwConfig, *, out: str | Path, images: 
     with _RunLock(out), (progress(len(pixels)) if progress else NullProgress()) as bar:
         t0 = time.perf_counter()
         results = run_core(image, pixels.numpy(), work=out / "sim", progress=lambda done: bar.advance(1),
-                           on_image=check, trace=TRACE_NONE)
+                           on_image=check, trace=TRACE_NONE, **mem)
         wall = time.perf_counter() - t0
-        run = _run_record(program_dir, hw, program, image, results, records, rates, wall)
+        run = _run_record(program_dir, hw, program, image, results, records, rates, wall, memory)
         if window is not None:
             b, first, last = window
-            run["waves"] = str(_dump_waves(image, pixels[b:b + 1], out, source.first + b, first, last, None))
+            run["waves"] = str(_dump_waves(image, pixels[b:b + 1], out, source.first + b, first, last, None, mem))
             log(f"wrote {run['waves']}")
         tmp = out / "run.json.tmp"
         tmp.write_text(json.dumps(run, indent=1) + "\n")
         os.replace(tmp, out / "run.json")
         write_report(run, out)
+    if memory is not None:
+        t = run["totals"]
+        log(f"external weights (latency {memory['latency']} cycles, {memory['bandwidth']} word(s)/cycle): "
+            f"{t['weight_stalls_per_image']:,.0f} weight stall cycles per image, "
+            f"{100 * t['weight_stall_share']:.2f}% of {t['cycles_per_image']:,.0f} cycles (slowdown over the cycles "
+            f"without them {100 * t['weight_stall_slowdown']:.2f}%); the cycle model does not cover external weights: "
+            "cycles recorded, not compared")
     bad = [r for r in records if not r["exact"]]
     if bad and not keep_going:
         raise MismatchError(bad[0]["mismatch"])
@@ -334,26 +356,26 @@ def _wave_window(spec: str, image: CoreImage, source) -> tuple[int, int, int]:
 
 
 def _dump_waves(image: CoreImage, pixels: torch.Tensor, out: Path, index: int, first: int, last: int,
-                timestep: int | None) -> Path:
+                timestep: int | None, mem: dict | None = None) -> Path:
     """Simulate one image on the traced simulator, dumping instructions ``first..last``."""
     folder = out / "waves"
     folder.mkdir(parents=True, exist_ok=True)
     name = f"image{index}_{image.outputs[last]}" + (f"_t{timestep}" if timestep is not None else "")
     path = folder / f"{name}.vcd"
     run_core(image, pixels.numpy(), work=out / "sim" / f"waves-{index}", trace=TRACE_NONE,
-             waves=WaveWindow(path, 0, first, last))
+             waves=WaveWindow(path, 0, first, last), **(mem or {}))
     return path
 
 
 def _run_record(program_dir: Path, hw: HwConfig, program: Program, image: CoreImage, results: list[ImageResult],
-                records: list[dict], rates: list, wall: float) -> dict:
+                records: list[dict], rates: list, wall: float, memory: dict | None = None) -> dict:
     rows = layer_table(image, results, rates)
     cycles = float(np.mean([r.cycles for r in results]))
     bounds = network_bounds(rows, image.instructions)
     bound = bounds["overlapped"]
     labelled = [r for r in records if r["label"] is not None]
     accuracy = float(np.mean([r["predicted"] == r["label"] for r in labelled])) if labelled else None
-    return {
+    run = {
         "format": "spikeforge-run", "version": 1,
         "program": str(program_dir), "config": str(hw.source), "T": program.T, "lanes": image.lanes,
         "energy_model": {"e_ac_pj": E_AC_PJ, "e_mac_pj": E_MAC_PJ,
@@ -373,3 +395,14 @@ def _run_record(program_dir: Path, hw: HwConfig, program: Program, image: CoreIm
             "sim_wall_s": wall, "sim_cycles_per_s": sum(r.cycles for r in results) / wall,
         },
     }
+    if memory is not None:      # external weights: the memory model, the stalls, what the cycle model covers
+        stalls = float(np.mean([sum(s.weight_stalls for s in r.layers) for r in results]))
+        run["memory"] = {
+            "weights": "external", "latency": memory["latency"], "bandwidth": memory["bandwidth"],
+            "requests_per_image": float(np.mean([r.weight_requests for r in results])),
+            "cycle_model": "does not cover external weights: the RTL's cycles are recorded, not compared; values, "
+                           "additions, events and traffic are held with ==" if not cycles_modelled(hw) else "exact",
+        }
+        run["totals"].update(weight_stalls_per_image=stalls, weight_stall_share=stalls / cycles if cycles else 0.0,
+                             weight_stall_slowdown=stalls / (cycles - stalls) if cycles > stalls else 0.0)
+    return run

@@ -120,7 +120,9 @@ class AccumulatorArray(wiring.Component):
         })
         #: the most words of each memory one cycle accesses (two accumulator banks: one
         #: accumulating, one draining)
-        self.access_steps = {"accumulators_read": cfg.buffers, "accumulators_write": cfg.buffers}
+        self.access_steps = {"accumulators_read": cfg.buffers, "accumulators_write": cfg.buffers,
+                             # external weights: the words received this cycle (up to a beat's)
+                             **({"weights_read": cfg.weight_port_words} if cfg.external_weights else {})}
         self.accesses = Signal(accesses_layout(ACCESSES, self.access_steps), name="acc_accesses")
 
     @property
@@ -225,7 +227,8 @@ class AccumulatorArray(wiring.Component):
             m.d.comb += [add_rd.data.eq(Array(add_data)[acc_bank] if B > 1 else add_data[0]),
                          walk_rd.data.eq(Array(walk_data)[drain_bank] if B > 1 else walk_data[0])]
         m.d.comb += [
-            self.accesses.weights_read.eq(lanes.weights[0].en),     # every lane reads with the operation
+            # every lane reads with the operation; external weights: the words received from outside
+            self.accesses.weights_read.eq(weight_words if cfg.external_weights else lanes.weights[0].en),
             self.accesses.biases_read.eq(walker.bias.en),
             self.accesses.accumulators_read.eq(sum(Cat(*ens).any() for ens in acc_reads)),
             self.accesses.accumulators_write.eq(sum(Cat(*ens).any() for ens in acc_writes)),

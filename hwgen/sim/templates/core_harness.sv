@@ -4,6 +4,7 @@
 //   0  load DATA into memory SEL at ADDR through the core's load port
 //   1  pulse `start` and wait for `done` (one image)
 //   2  end: close the files and raise `finished`
+//   3  external weights: word DATA of the weight memory model at ADDR (SEL unused)
 // Before each image (op 1) it looks for the file `+core_stop=`; once that exists (the checker
 // found a mismatch) it ends the run there, as if the script ended.
 // and writes a log of what the core does that a test checks:
@@ -15,7 +16,11 @@
 //                       (running at once, docs/core.md "Overlap") each report their own
 //                       then its memory traffic: the words read / written per memory, in the order of
 //                       hwgen.core.top.TRAFFIC_COUNTERS (program, pixels, spikes, spikes, ints, ints, ...)
+//                       then the instruction's weight stalls (cycles the accumulator held an operation
+//                       whose streamed weights were not in; 0 without external weights)
 //   D cycles            an image finished (start .. done)
+//   M requests bad      external weights, before each D: the memory model's requests so far and the
+//                       malformed ones among them (length 0 or > BURST, or past the image's words)
 //   H pc cycles         watchdog: no instruction finished for `core_watchdog` cycles
 // and, with `+core_trace=1` (every instruction) or `+core_trace=2 +core_trace_pc=P` (instruction P),
 // every write itself:
@@ -25,6 +30,13 @@
 // tracing) it dumps every signal into FILE from the start of instruction A of image N to the end of
 // instruction B, then logs `W pc cycles` and ends the run there (Verilator ignores $dumpoff: the window
 // is closed by ending the simulation).
+//
+// With CORE_WEIGHTS_EXTERNAL defined (core_weights_external.sv, listed first for a config with
+// `accumulator.weights: external`) the core has no weight memory: the script's weight words (op 3)
+// are written into `core_weights.hex` in the run folder, which harness_extmem loads as the first
+// image starts and serves the core's weight_read stream from, with `+core_mem_latency=` cycles
+// (default 100) from a request to its first word and `+core_mem_bandwidth=` words per cycle
+// (1 or 2, default 1).
 `default_nettype none
 
 module core_harness #(
@@ -33,6 +45,10 @@ module core_harness #(
     parameter int DATA_W = 512,
     parameter int PC_W = 8,
     parameter int INT_W = 192,
+`ifdef CORE_WEIGHTS_EXTERNAL
+    // the weight read stream: a word of WORD_W bits, PORT_WORDS per beat, W_ADDR_W-bit addresses
+    parameter int WORD_W = 64, PORT_WORDS = 1, W_ADDR_W = 17, LEN_W = 5, CNT_W = 1, BURST = 16,
+`endif
     parameter int LANES = 8
 ) (
     input  wire clk,
@@ -50,11 +66,32 @@ module core_harness #(
     wire [INT_W-1:0] int_data;
     wire [LANES-1:0] spk_data;
     wire [PC_W-1:0] pc, int_pc, spk_pc;
-    wire [39:0] l_cycles, l_additions, l_events;
+    wire [39:0] l_cycles, l_additions, l_events, l_weight_stalls;
     // memory traffic of the finishing instruction, in the order of hwgen.core.top.TRAFFIC_COUNTERS
     wire [39:0] t_program_read, t_pixels_read, t_spikes_read, t_spikes_write, t_ints_read, t_ints_write,
         t_weights_read, t_biases_read, t_accumulators_read, t_accumulators_write, t_membranes_read,
         t_membranes_write, t_thresholds_read, t_kv_read, t_kv_write;
+
+`ifdef CORE_WEIGHTS_EXTERNAL
+    logic req_valid, req_ready, resp_valid, resp_ready;
+    logic [W_ADDR_W+LEN_W-1:0] req_payload;
+    logic [PORT_WORDS*WORD_W+CNT_W-1:0] resp_payload;
+    logic mem_load;
+    logic [31:0] mem_words, mem_requests, mem_bad_requests;
+    integer mem_latency, mem_bandwidth, weight_file;
+    initial begin
+        if (!$value$plusargs("core_mem_latency=%d", mem_latency)) mem_latency = 100;
+        if (!$value$plusargs("core_mem_bandwidth=%d", mem_bandwidth)) mem_bandwidth = 1;
+    end
+    harness_extmem #(.WORD_W(WORD_W), .PORT_WORDS(PORT_WORDS), .ADDR_W(W_ADDR_W), .LEN_W(LEN_W), .CNT_W(CNT_W),
+                     .BURST(BURST), .DEPTH(1 << W_ADDR_W), .FILE("core_weights.hex")) memory (
+        .clk(clk), .rst(rst), .load(mem_load), .go(go), .latency(16'(mem_latency)), .bandwidth(2'(mem_bandwidth)),
+        .words(mem_words), .req_valid(req_valid), .req_ready(req_ready), .req_payload(req_payload),
+        .resp_valid(resp_valid), .resp_ready(resp_ready), .resp_payload(resp_payload),
+        .requests(mem_requests), .bad_requests(mem_bad_requests));
+`else
+    assign l_weight_stalls = '0;
+`endif
 
     core dut (
         .clk(clk), .rst(rst), .start(start), .busy(busy), .done(done),
@@ -71,7 +108,14 @@ module core_harness #(
         .layer__traffic__membranes_read(t_membranes_read), .layer__traffic__membranes_write(t_membranes_write),
         .layer__traffic__thresholds_read(t_thresholds_read), .layer__traffic__kv_read(t_kv_read),
         .layer__traffic__kv_write(t_kv_write)
+`ifdef CORE_WEIGHTS_EXTERNAL
+        , .layer__weight_stalls(l_weight_stalls),
+        .weight_read__request__valid(req_valid), .weight_read__request__ready(req_ready),
+        .weight_read__request__payload(req_payload), .weight_read__response__valid(resp_valid),
+        .weight_read__response__ready(resp_ready), .weight_read__response__payload(resp_payload)
+`endif
     );
+
 
     string script_file, log_file, stop_file, wave_file;
     logic [63:0] watchdog;
@@ -163,7 +207,14 @@ module core_harness #(
     always_ff @(posedge clk) begin
         load_en <= 1'b0;
         start <= 1'b0;
+`ifdef CORE_WEIGHTS_EXTERNAL
+        mem_load <= 1'b0;
+`endif
         if (rst) begin
+`ifdef CORE_WEIGHTS_EXTERNAL
+            mem_words <= '0;
+            weight_file = 0;
+`endif
             state <= IDLE;
             finished <= 1'b0;
             dumping <= 1'b0;
@@ -176,12 +227,26 @@ module core_harness #(
                 READ: begin : read_line
                     line_t line;
                     line = next_line();
+`ifdef CORE_WEIGHTS_EXTERNAL
+                    if (line.op == 3) begin      // a word of the weight memory model
+                        if (weight_file == 0) weight_file = $fopen("core_weights.hex", "w");
+                        $fwrite(weight_file, "@%0h %h\n", line.addr, line.word[WORD_W-1:0]);
+                        if (32'(line.addr) >= mem_words) mem_words <= 32'(line.addr) + 1;
+                    end else
+`endif
                     if (line.op == 0) begin
                         load_en <= 1'b1;
                         load_sel <= line.sel[SEL_W-1:0];
                         load_addr <= line.addr;
                         load_data <= line.word;
                     end else if (line.op == 1 && !stop_requested()) begin
+`ifdef CORE_WEIGHTS_EXTERNAL
+                        if (weight_file != 0) begin     // the weight words are in: the memory loads them
+                            $fclose(weight_file);
+                            weight_file = 0;
+                            mem_load <= 1'b1;
+                        end
+`endif
                         start <= 1'b1;
                         cycles <= '0;
                         quiet <= '0;
@@ -207,6 +272,9 @@ module core_harness #(
                         finished <= 1'b1;
                         state <= DONE;
                     end else if (done) begin
+`ifdef CORE_WEIGHTS_EXTERNAL
+                        $fwrite(log, "M %0d %0d\n", mem_requests, mem_bad_requests);
+`endif
                         $fwrite(log, "D %0d\n", cycles + 1);
                         images <= images + 1;
                         state <= READ;
@@ -235,12 +303,12 @@ module core_harness #(
                 end
                 if (layer_done) begin
                     k = int'(layer_spikes);
-                    $fwrite(log, "L %0h %0d %0d %0d %0d %0d %0h %0h %0h %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d\n", pc, l_cycles, l_additions,
+                    $fwrite(log, "L %0h %0d %0d %0d %0d %0d %0h %0h %0h %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d %0d\n", pc, l_cycles, l_additions,
                             l_events, k + 1, n[k], lo[k], hi[k], sum[k],
                             t_program_read, t_pixels_read, t_spikes_read, t_spikes_write,
                             t_ints_read, t_ints_write, t_weights_read, t_biases_read,
                             t_accumulators_read, t_accumulators_write, t_membranes_read,
-                            t_membranes_write, t_thresholds_read, t_kv_read, t_kv_write);
+                            t_membranes_write, t_thresholds_read, t_kv_read, t_kv_write, l_weight_stalls);
                     {n[k], lo[k], hi[k], sum[k]} = '0;
                 end
                 for (int i = 0; i < 2; i++) {w_count[i], w_lo[i], w_hi[i], w_sum[i]} <= {n[i], lo[i], hi[i], sum[i]};

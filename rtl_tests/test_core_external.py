@@ -18,10 +18,10 @@ from contract.config import HwConfig, load_config
 from contract.program import load_program
 from golden.intsim import IntegerEngine
 from hwgen.compiler import compile_program
-from hwgen.compiler.cycles import cycles_modelled
+from hwgen.compiler.cycles import cycles_modelled, instruction_cycles
 from hwgen.core.isa import Op
 from hwgen.sim.core import TRACE_NONE, run_core
-from hwgen.sim.simulate import check_image, load_images
+from hwgen.sim.simulate import check_image, load_images, simulate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "hw"
 
@@ -54,32 +54,40 @@ def _print_stalls(image, results, latency, bandwidth):
 
 @pytest.fixture(scope="module")
 def digits_at_100(digits_t1_program, tmp_path_factory):
-    """The default run, shared by the tests below: one image, the memory 100 cycles away at 1 word
-    per cycle (one simulator build, one run)."""
-    image, pixels, golden = _digits(digits_t1_program, "digits_external", 1)
-    results = run_core(image, pixels, work=tmp_path_factory.mktemp("core_ext"), trace=TRACE_NONE,
-                       latency=100, bandwidth=1)
-    _print_stalls(image, results, 100, 1)
-    return image, pixels, golden, results
+    """The default run, shared by the tests below: ``hwgen sim``'s own path (``simulate``: every
+    layer checked as the core finishes it, the first mismatch raised) on one image with the memory
+    100 cycles away at 1 word per cycle; one simulator build, one run. Returns run.json."""
+    hw = load_config(CONFIGS / "digits_external.yaml")
+    run = simulate(digits_t1_program, hw, out=tmp_path_factory.mktemp("core_ext") / "run", count=1,
+                   mem_latency=100, mem_bandwidth=1, log=print)
+    return hw, run
 
 
 def test_digits_external_weights_exact_at_latency_100(digits_at_100):
     """Every layer bit-exact, and every counter but the cycles (additions, events, traffic: the
     weight words received) equal to the model's."""
-    image, pixels, golden, results = digits_at_100
-    assert image.hw.accumulator.external_weights and not cycles_modelled(image.hw)
-    _check_all(image, results, golden, pixels)
+    hw, run = digits_at_100
+    assert hw.accumulator.external_weights and not cycles_modelled(hw)
+    assert run["totals"]["exact_images"] == run["totals"]["images"] == 1, run["images"]
 
 
 def test_digits_weight_stalls_are_reported_on_conv_layers_only(digits_at_100):
-    """The per-instruction weight stalls (the log's last L field, LayerStats.weight_stalls): some
-    on the CONV layers at latency 100, none on any other instruction."""
-    image, _, _, results = digits_at_100
-    stalls = _stalls(image, results[0])
-    others = {name: s for (name, s), f in zip(stalls.items(), image.instructions) if f["op"] != Op.CONV and s}
-    assert not others, f"weight stalls outside CONV instructions: {others}"
-    assert sum(stalls.values()) > 0, "no weight stall at latency 100: the counter is not wired"
-    assert results[0].weight_requests > 0
+    """The per-instruction weight stalls (the log's last L field, LayerStats.weight_stalls, the
+    layers' weight_stalls in run.json): some on the CONV layers at latency 100, none elsewhere."""
+    _, run = digits_at_100
+    others = {r["name"]: r["weight_stalls"] for r in run["layers"] if r["unit"] != "accumulator" and r["weight_stalls"]}
+    assert not others, f"weight stalls outside the accumulator's layers: {others}"
+    stalls = sum(r["weight_stalls"] for r in run["layers"])
+    assert stalls > 0, "no weight stall at latency 100: the counter is not wired"
+    assert run["totals"]["weight_stalls_per_image"] == stalls
+
+
+def test_run_json_records_the_memory_model_and_the_cycle_model_status(digits_at_100):
+    _, run = digits_at_100
+    memory = run["memory"]
+    assert (memory["weights"], memory["latency"], memory["bandwidth"]) == ("external", 100, 1)
+    assert memory["requests_per_image"] > 0
+    assert memory["cycle_model"].startswith("does not cover external weights")
 
 
 MATRIX = [(latency, bandwidth) for latency in (20, 100, 400) for bandwidth in (1, 2)]
@@ -132,11 +140,16 @@ def test_15m_block_external_weights_exact(tmp_path, latency, bandwidth):
     pixels = load_traces(out)["input"][:1].astype(np.int64)
     result = run_core(image, pixels, work=tmp_path / "sim", preload=preload, latency=latency, bandwidth=bandwidth)[0]
     check_image(image, result, golden, 0)
-    for layer, stats in zip(image.layers, result.layers):
+    # on-chip weights for comparison: the cycle model (exact there) on the same slice and tensors
+    onchip = compile_program(program, load_config(CONFIGS / "metaspikeformer.yaml"), layers=slice(first, last + 1))
+    model = instruction_cycles(onchip, golden, 0)
+    for layer, stats, want in zip(image.layers, result.layers, model):
         if layer.kind == "conv":
-            print(f"{layer.name:28s} {stats.cycles:>10,d} cycles {stats.weight_stalls:>8,d} weight stalls")
-    print(f"block at latency {latency}, {bandwidth} word(s)/cycle: {result.cycles:,d} cycles, "
-          f"{sum(s.weight_stalls for s in result.layers):,d} weight stall cycles")
+            print(f"{layer.name:28s} {stats.cycles:>10,d} cycles (on-chip {want.cycles:>10,d}, "
+                  f"{100 * (stats.cycles - want.cycles) / want.cycles:+.3f}%) {stats.weight_stalls:>8,d} weight stalls")
+    total, rtl = sum(m.cycles for m in model), sum(s.cycles for s in result.layers)
+    print(f"block at latency {latency}, {bandwidth} word(s)/cycle: instructions {rtl:,d} cycles (on-chip {total:,d}, "
+          f"{100 * (rtl - total) / total:+.3f}%), {sum(s.weight_stalls for s in result.layers):,d} weight stall cycles")
 
 
 @pytest.mark.slow   # two runs of 3 images (on-chip and external): a measurement, nothing timed is asserted

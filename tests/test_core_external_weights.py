@@ -61,7 +61,7 @@ def test_cycles_are_modelled_for_onchip_weights_only(ext, onchip):
 def test_the_weight_memory_is_external_and_the_buffer_on_chip(ext, onchip):
     mems = core_memories(ext)
     assert mems["weights"].external and mems["weights"].bits == 0
-    assert mems["weight_buffer"].bits == 512 * 8 * 8
+    assert mems["weight_buffer"].bits == 2 * 255 * 8 * 8     # two FIFOs of 256 words, each head in a register
     bits, plain = on_chip_bits(ext), on_chip_bits(onchip)
     assert "weights" not in bits and plain["weights"] == 131072 * 64
     assert bits["total"] == plain["total"] - plain["weights"] + bits["weight_buffer"] + bits["event_queue"]

@@ -20,8 +20,8 @@ one macro of ``lanes``-wide words.
 external memory the core reads through ``weight_read`` (``MemorySpec.external``; not on chip),
 one access per word received, at :data:`EXTERNAL_PJ_PER_BIT` (Horowitz 2014's DRAM, 1.3 nJ per 64
 bits: the low end of his 1.3-2.6 nJ, about 20 pJ per bit) plus a write and a read of the on-chip
-prefetch buffer (``weight_buffer``: two banks of ``weight_buffer / 2`` words) that every word
-passes. The buffer and the event queue in front of the loop (``event_queue``, ``weight_buffer +
+prefetch buffer (``weight_buffer``: two FIFO banks of ``weight_buffer / 2`` words, each with its
+head in a register: ``weight_buffer / 2 - 1`` words of memory) that every word passes. The buffer and the event queue in front of the loop (``event_queue``, ``weight_buffer +
 2`` events) are on-chip memories of such a core (:func:`on_chip_bits`); the weight memory is not.
 
 **Traffic** (:func:`layer_traffic`): the words each engine moves for a layer given its
@@ -142,15 +142,18 @@ def core_memories(hw: HwConfig) -> dict[str, MemorySpec]:
     if acc.external_weights:
         from hwgen.units.accumulator import event_layout
 
-        buffer = MemorySpec("weight_buffer", 2, acc.weight_buffer // 2, L * acc.weight_width,
-                            "accumulator.weight_buffer, lanes, weight_width", "prefetch buffer: two banks (FIFOs)")
+        # the FIFOs (Amaranth's SyncFIFOBuffered) hold depth - 1 words in memory, their head in a register
+        buffer = MemorySpec("weight_buffer", 2, acc.weight_buffer // 2 - 1, L * acc.weight_width,
+                            "accumulator.weight_buffer, lanes, weight_width",
+                            "prefetch buffer: two banks (FIFOs; each one word more in its output register)")
         weights = MemorySpec("weights", 1, acc.weight_depth, L * acc.weight_width,
                              "accumulator.weight_depth (address space), weight_width",
                              f"external memory (weight_read), {EXTERNAL_PJ_PER_BIT:.1f} pJ/bit + the prefetch buffer",
                              external=True, buffer=buffer)
-        extra = [buffer, MemorySpec("event_queue", 1, acc.event_queue, event_layout(acc).size,
+        extra = [buffer, MemorySpec("event_queue", 1, acc.event_queue - 1, event_layout(acc).size,
                                     "accumulator.weight_buffer (weight_buffer + 2 events)",
-                                    "events ahead of the loop while their weights are fetched")]
+                                    "events ahead of the loop while their weights are fetched (a FIFO, its "
+                                    "head in a register)")]
     else:
         weights = MemorySpec("weights", L, bank, acc.weight_width, "accumulator.weight_depth, weight_width",
                              "one memory per lane" + (f", {banks} banks of {bank} words" if banks > 1 else ""), banks)

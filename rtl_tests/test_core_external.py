@@ -177,3 +177,28 @@ def test_digits_conv_slowdown_at_latency_100(digits_t1_program, tmp_path):
     ta, te = sum(r.cycles for r in onchip), sum(r.cycles for r in external)
     print(f"conv layers: {a:,} -> {e:,} cycles ({100 * (e - a) / a:+.2f}%); whole network: {ta:,} -> {te:,} "
           f"({100 * (te - ta) / ta:+.2f}%)")
+
+
+def test_core_and_harness_lint_clean_with_external_weights(tmp_path):
+    """`verilator --lint-only -Wall` on the core with external weights (the Amaranth waivers
+    scoped to it) and on the harness with the define file and the memory model, at the
+    simulation's parameters, with no waiver (as rtl_tests/test_core.py does for on-chip weights)."""
+    from hwgen.build import emit_verilog
+    from hwgen.core.top import NeuromorphicCore
+    from hwgen.lint import lint, write_waivers
+    from hwgen.sim.core import TEMPLATES, core_sim_run
+
+    hw = load_config(CONFIGS / "digits_external.yaml")
+    core = tmp_path / "core.v"
+    core.write_text(emit_verilog(NeuromorphicCore(hw), "core"))
+    run = core_sim_run(hw, work=tmp_path, script=tmp_path / "s", log=tmp_path / "l", watchdog=1)
+    templates = [Path(src).name for src in run.sources if Path(src).parent == TEMPLATES]
+    assert templates == ["core_weights_external.sv", "harness_extmem.sv", "core_harness.sv"]
+    for name in templates:
+        (tmp_path / name).write_text((TEMPLATES / name).read_text())
+    waivers = write_waivers(tmp_path / "amaranth_waivers.vlt", [core])
+    ok, report = lint(["./core.v"], "core", f"./{waivers.name}", tmp_path)
+    assert ok, report
+    ok, report = lint([*(f"-G{k}={v}" for k, v in run.parameters.items()), *(f"./{n}" for n in templates), "./core.v"],
+                      "core_harness", f"./{waivers.name}", tmp_path)
+    assert ok, report

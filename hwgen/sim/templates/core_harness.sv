@@ -76,16 +76,19 @@ module core_harness #(
     logic req_valid, req_ready, resp_valid, resp_ready;
     logic [W_ADDR_W+LEN_W-1:0] req_payload;
     logic [PORT_WORDS*WORD_W+CNT_W-1:0] resp_payload;
-    logic mem_load;
+    logic mem_load, weights_in;            // weights_in: the weight file is written and loaded
     logic [31:0] mem_words, mem_requests, mem_bad_requests;
-    integer mem_latency, mem_bandwidth, weight_file;
+    logic [15:0] mem_latency;
+    logic [1:0] mem_bandwidth;
+    integer weight_file;
     initial begin
-        if (!$value$plusargs("core_mem_latency=%d", mem_latency)) mem_latency = 100;
-        if (!$value$plusargs("core_mem_bandwidth=%d", mem_bandwidth)) mem_bandwidth = 1;
+        if (!$value$plusargs("core_mem_latency=%d", mem_latency)) mem_latency = 16'd100;
+        if (!$value$plusargs("core_mem_bandwidth=%d", mem_bandwidth)) mem_bandwidth = 2'd1;
+        weight_file = $fopen("core_weights.hex", "w");
     end
     harness_extmem #(.WORD_W(WORD_W), .PORT_WORDS(PORT_WORDS), .ADDR_W(W_ADDR_W), .LEN_W(LEN_W), .CNT_W(CNT_W),
                      .BURST(BURST), .DEPTH(1 << W_ADDR_W), .FILE("core_weights.hex")) memory (
-        .clk(clk), .rst(rst), .load(mem_load), .go(go), .latency(16'(mem_latency)), .bandwidth(2'(mem_bandwidth)),
+        .clk(clk), .rst(rst), .load(mem_load), .go(go), .latency(mem_latency), .bandwidth(mem_bandwidth),
         .words(mem_words), .req_valid(req_valid), .req_ready(req_ready), .req_payload(req_payload),
         .resp_valid(resp_valid), .resp_ready(resp_ready), .resp_payload(resp_payload),
         .requests(mem_requests), .bad_requests(mem_bad_requests));
@@ -213,7 +216,7 @@ module core_harness #(
         if (rst) begin
 `ifdef CORE_WEIGHTS_EXTERNAL
             mem_words <= '0;
-            weight_file = 0;
+            weights_in <= 1'b0;
 `endif
             state <= IDLE;
             finished <= 1'b0;
@@ -229,7 +232,6 @@ module core_harness #(
                     line = next_line();
 `ifdef CORE_WEIGHTS_EXTERNAL
                     if (line.op == 3) begin      // a word of the weight memory model
-                        if (weight_file == 0) weight_file = $fopen("core_weights.hex", "w");
                         $fwrite(weight_file, "@%0h %h\n", line.addr, line.word[WORD_W-1:0]);
                         if (32'(line.addr) >= mem_words) mem_words <= 32'(line.addr) + 1;
                     end else
@@ -241,9 +243,9 @@ module core_harness #(
                         load_data <= line.word;
                     end else if (line.op == 1 && !stop_requested()) begin
 `ifdef CORE_WEIGHTS_EXTERNAL
-                        if (weight_file != 0) begin     // the weight words are in: the memory loads them
+                        if (!weights_in) begin     // the weight words are in: the memory loads them
                             $fclose(weight_file);
-                            weight_file = 0;
+                            weights_in <= 1'b1;
                             mem_load <= 1'b1;
                         end
 `endif

@@ -188,9 +188,13 @@ def core_sim_run(hw, *, work: Path, script: Path, log: Path, watchdog: int,
         plusargs += [f"+core_waves={Path(waves.path).resolve()}", f"+core_wave_image={waves.image}",
                      f"+core_wave_from={waves.first}", f"+core_wave_to={waves.last}"]
         extra["waves"] = True
+    # the harness clocks itself (delays: --timing; this wheel's gcc needs -fcoroutines for it)
+    x_initial = "0"
     if random_init is not None:
-        extra["build_args"] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "unique", "-O3")
+        x_initial = "unique"
         plusargs += ["+verilator+rand+reset+2", f"+verilator+seed+{random_init}"]
+    extra["build_args"] = ("-Wno-fatal", "--x-assign", "0", "--x-initial", x_initial, "-O3",
+                           "--timing", "--timescale", "1ns/1ps", "-CFLAGS", "-fcoroutines")
     return SimRun(
         name=f"core-{hw.name}",
         sources=sources,

@@ -267,11 +267,14 @@ def _from_images(program, program_dir, spec, hw, image, *, start, count, allow_u
         raise ImageError(f"{source.name}: holds no images")
     engine = IntegerEngine(program)
     hw_layers = image.layers if image is not None else program.layers
-    use_cycles = cycle_model is not None and image is not None
+    external = hw.accumulator.external_weights       # the cycle model follows on-chip weights only
+    use_cycles = cycle_model is not None and image is not None and not external
     if cycle_model is None:
         notes.append("cycles: not modelled yet (no cycle model installed: hwgen.compiler.cycles)")
     elif image is None:
         notes.append("cycles: not modelled (the program cannot be compiled for this core)")
+    elif external:
+        notes.append("cycles: not modelled (the cycle model does not cover external weights: hwgen sim measures them)")
     paper_all, datapath_all, rates_all, cycles_all, records = [], [], [], [], []
     times = {"engine": 0.0, "counting": 0.0, "cycles": 0.0}
     log(f"{program_dir}: {len(program.layers)} layers, T={T}; {len(pixels)} image(s) from {source.name}")

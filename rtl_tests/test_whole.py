@@ -10,7 +10,7 @@ import pytest
 from hwgen.sim.runner import REPO_ROOT
 
 
-@pytest.mark.slow   # about 10 minutes on 2 cores: 72 M cycles on 64 lanes, the golden engine, the build
+@pytest.mark.slow   # about 6 minutes on 2 cores: 72 M cycles on 64 lanes, the golden engine, the build
 def test_whole_15m_at_224_t1_on_64_lanes_every_layer_exact(tmp_path):
     from tools.run_whole import main
 

@@ -58,8 +58,9 @@ def _first(image, kind: str, *, folded: bool = False) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("term, change, kind, folded, diff", [
-    # the drain's turnaround to the next timestep: off by one per timestep (3 of them at T = 4)
-    ("DRAIN_RESTART", +1, "conv", False, -3),
+    # the handover to the other accumulator bank: off by one per timestep (3 of them at T = 4);
+    # with two banks the drain's own turnaround (DRAIN_RESTART) is hidden on every digits CONV
+    ("BANK_SWITCH", +1, "conv", False, -3),
     # the folded remainder's parked operations cost nothing: only the folded head is wrong
     ("PARKED_OP", -1, "linear", True, None),
     # the gatherer's latency: every beat of the first SDSA layer that waits for its words

@@ -234,9 +234,9 @@ def estimate(program_dir: str | Path, *, rates: str | Path | RateTable | None = 
             cycle_model=cycle_model, pixel_ones=pixel_ones, notes=notes, log=log, progress=progress)
     input_rates = [_input_rate(layer, r) for layer, r in zip(program.layers, shown)]
     if image is not None:       # LIFs the core runs with their CONV read no int memory
-        from hwgen.core.isa import Op
+        from hwgen.compiler.image import chained_lif
 
-        chained = [f["op"] == Op.LIF and bool(f.get("chain")) for f in image.instructions]
+        chained = [chained_lif(f) for f in image.instructions]
         paper = [dataclasses.replace(w, chained=c) for w, c in zip(paper, chained)]
         datapath = [dataclasses.replace(w, chained=c) for w, c in zip(datapath, chained)]
     rows = layer_rows(program.layers, hw_layers, paper, datapath, input_rates,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract.program import INPUT
-from hwgen.compiler.image import CoreImage, to_words
+from hwgen.compiler.image import CoreImage, chained_lif, to_words
 from hwgen.core.isa import Op
 from hwgen.perf.energy import Work
 from hwgen.perf.memory import MEMORIES, layer_traffic
@@ -420,7 +420,7 @@ def instruction_cycles(image: CoreImage, tensors: Mapping[str, np.ndarray], b: i
         elif op == Op.SDSA:
             cycles, additions, events, terms, work = _sdsa(image, layer, fields, tensors, b)
         else:
-            if op == Op.LIF and fields.get("chain"):    # overlapped with its CONV's drain
+            if chained_lif(fields):     # overlapped with its CONV's drain
                 terms = {"tail": CHAINED_LIF_TAIL}
                 work = Work(chained=True)
             elif op == Op.LIF:      # one beat of lanes neurons per cycle through the LIF core
@@ -454,7 +454,7 @@ def network_bounds(rows: Sequence[Mapping], instructions: Sequence[Mapping] | No
     serial = sum(bounds)
     overlapped = serial
     for pc, fields in enumerate(instructions or ()):
-        if fields["op"] == Op.LIF and fields.get("chain"):
+        if chained_lif(fields):
             overlapped -= min(bounds[pc - 1], bounds[pc])          # max(a, b) = a + b - min(a, b)
     additions = sum(b for b, r in zip(bounds, rows) if r["unit"] in ("accumulator", "sdsa"))
     return {"overlapped": overlapped, "serial": serial, "additions": additions}

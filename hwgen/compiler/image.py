@@ -263,6 +263,11 @@ class Compilation:
         self.mems[r.memory].release(r.base, r.size)
 
 
+def chained_lif(fields: dict) -> bool:
+    """A LIF instruction that takes its currents from the CONV before it (:func:`chain_conv_lif`)."""
+    return fields["op"] == Op.LIF and bool(fields.get("chain"))
+
+
 def chain_conv_lif(instructions: list[dict]) -> int:
     """Mark every CONV whose next instruction is a LIF reading exactly its output (the same
     words, timestep after timestep, in drain order) and that LIF with ``chain``: the core runs

@@ -43,9 +43,9 @@ from contract.program import Program
 from contract.progress import NullProgress
 from golden.intsim import IntegerEngine
 from hwgen.compiler import CoreImage, compile_program, to_words
+from hwgen.compiler.image import chained_lif
 from hwgen.compiler.cycles import check_cycles, cycles_modelled, network_bounds
 from hwgen.compiler.kinds import CORE_KINDS, core_kind
-from hwgen.core.isa import Op
 from hwgen.sim.core import TRACE_NONE, TRACE_ONE, ImageResult, WaveWindow, memory_model, run_core
 from hwgen.sim.digest import digest
 
@@ -197,7 +197,7 @@ def layer_table(image: CoreImage, results: list[ImageResult], rates: list[list[f
         macs = float(_encoding_macs(layer)) if encoding else 0.0
         energy = E_MAC_PJ * macs if encoding else E_AC_PJ * additions
         layer_rates = [r[pc] for r in rates]
-        chained = fields["op"] == Op.LIF and fields.get("chain")     # hidden behind its CONV's drain
+        chained = chained_lif(fields)       # hidden behind its CONV's drain
         stalls = sum(r.layers[pc].weight_stalls for r in results) / n
         rows.append({
             "name": layer.name, "kind": layer.kind, "unit": UNITS[layer.kind],
